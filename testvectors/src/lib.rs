@@ -1,0 +1,1 @@
+//! Known-answer vectors for `ike`: the data files live under `data/`, the tests under `tests/`.
