@@ -1,0 +1,1 @@
+//! See README.md: this crate is being built.
