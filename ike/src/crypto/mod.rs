@@ -1,1 +1,158 @@
-//! Crypto suites for IKEv2: PRFs, key derivation, key exchange, SK payload transforms, AUTH.
+//! Crypto suites for IKEv2: PRFs and prf+ (RFC 7296 §2.13), SKEYSEED and the seven IKE SA
+//! keys (§2.14), Child SA KEYMAT (§2.17), AUTH data (§2.15, RFC 7427), the SK payload
+//! transforms (RFC 5282, RFC 7634, RFC 3602 + RFC 4868) and key exchange (RFC 8031,
+//! RFC 5903, RFC 3526).
+//!
+//! Everything sits behind [`CryptoProvider`], a plain struct of `&'static` trait objects, so
+//! that a fuzzing build can swap in a provider with no security at all.
+
+use core::fmt;
+
+use zeroize::Zeroizing;
+
+use crate::wire::registry::{EncrId, IntegId, KeGroup, PrfId};
+
+/// Secret bytes: zeroized on drop, redacted in `Debug`.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct SecretBytes(Zeroizing<Vec<u8>>);
+
+impl SecretBytes {
+    /// Takes ownership of `v`; it is wiped when this value is dropped.
+    pub fn new(v: Vec<u8>) -> Self {
+        Self(Zeroizing::new(v))
+    }
+
+    /// Copies `v`.
+    pub fn from_slice(v: &[u8]) -> Self {
+        Self(Zeroizing::new(v.to_vec()))
+    }
+
+    /// The secret, for the code that must use it (keying a cipher, replicating an SA).
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Length in octets.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether it holds no octets.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretBytes([redacted; {}])", self.0.len())
+    }
+}
+
+/// Why a crypto operation failed. Carries no secret material.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CryptoError {
+    /// The algorithm (or key length) is not implemented by this provider.
+    #[error("unsupported algorithm: {0}")]
+    Unsupported(&'static str),
+    /// A key had the wrong length for its algorithm.
+    #[error("invalid key length for {0}")]
+    InvalidKeyLength(&'static str),
+    /// The peer's key exchange value is malformed or not on the curve / in the group.
+    #[error("invalid key exchange public value")]
+    InvalidPublicValue,
+    /// The SK payload failed its integrity check (or was too short to hold IV and ICV).
+    #[error("integrity check failed")]
+    IntegrityCheckFailed,
+    /// The decrypted SK payload had an impossible padding length.
+    #[error("invalid padding")]
+    InvalidPadding,
+    /// A signature did not verify.
+    #[error("signature verification failed")]
+    BadSignature,
+    /// A key (PEM/DER) could not be parsed.
+    #[error("invalid key encoding: {0}")]
+    InvalidKey(&'static str),
+    /// Signing failed.
+    #[error("signing failed")]
+    SigningFailed,
+}
+
+/// A pseudorandom function (RFC 7296 §2.13).
+pub trait Prf: Send + Sync + fmt::Debug {
+    /// The transform ID this implements.
+    fn id(&self) -> PrfId;
+    /// Preferred key length (and output length) in octets.
+    fn output_len(&self) -> usize;
+    /// prf(key, data[0] | data[1] | ...).
+    fn compute(&self, key: &[u8], data: &[&[u8]]) -> SecretBytes;
+}
+
+/// The cipher of an established SK payload direction pair, keyed with SK_e and SK_a
+/// (or SK_e alone for AEAD). Seals outgoing and opens incoming SK/SKF payloads.
+///
+/// `prefix` is the message from the IKE header up to and including the SK (or SKF)
+/// payload's generic header (and, for SKF, the fragment number and total), with all
+/// lengths already final: it is the AAD for AEAD transforms (RFC 5282 §5.1, RFC 7634 §3)
+/// and the start of the integrity-protected octets for encrypt+integrity transforms.
+pub trait SkCipher: Send + Sync + fmt::Debug {
+    /// Length of IV + ciphertext (incl. padding and the pad-length octet) + ICV for a
+    /// plaintext of `plaintext_len` octets.
+    fn sealed_len(&self, plaintext_len: usize) -> usize;
+    /// Appends IV || ciphertext || ICV for `plaintext` to `out`; `out` must hold exactly
+    /// `prefix` when called, so the integrity check can cover it.
+    fn seal(&self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError>;
+    /// Verifies and decrypts `body` (IV || ciphertext || ICV) of a payload whose message
+    /// starts with `prefix`; returns the plaintext with padding and pad length removed.
+    fn open(&self, prefix: &[u8], body: &[u8]) -> Result<Vec<u8>, CryptoError>;
+}
+
+/// An ephemeral key exchange in progress (RFC 7296 §2.10 / §3.4).
+pub trait KeyExchange: Send {
+    /// Our public value, as it goes into the KE payload.
+    fn public_value(&self) -> &[u8];
+    /// Completes the exchange with the peer's public value; consumes the private key.
+    fn complete(self: Box<Self>, peer_public: &[u8]) -> Result<SecretBytes, CryptoError>;
+}
+
+/// A key exchange method (a row of Transform Type 4).
+pub trait KeMethod: Send + Sync + fmt::Debug {
+    /// The transform ID.
+    fn group(&self) -> KeGroup;
+    /// Length of the public value in octets, for checking KE payloads before work.
+    fn public_value_len(&self) -> usize;
+    /// Starts an exchange with a fresh private key.
+    fn start(&self) -> Result<Box<dyn KeyExchange>, CryptoError>;
+}
+
+/// The set of algorithms a build offers. Plain data, so providers can be swapped.
+#[derive(Debug)]
+pub struct CryptoProvider {
+    /// PRFs.
+    pub prfs: &'static [&'static dyn Prf],
+    /// Key exchange methods, in our preference order.
+    pub ke_methods: &'static [&'static dyn KeMethod],
+    /// Builds the SK cipher for one direction of an IKE SA.
+    pub sk_cipher: fn(
+        encr: EncrId,
+        key_bits: u16,
+        integ: IntegId,
+        sk_e: &[u8],
+        sk_a: &[u8],
+    ) -> Result<Box<dyn SkCipher>, CryptoError>,
+    /// Fills `buf` with random octets (nonces, SPIs, IVs).
+    pub fill_random: fn(&mut [u8]),
+}
+
+impl CryptoProvider {
+    /// The PRF for `id`, if offered.
+    pub fn prf(&self, id: PrfId) -> Option<&'static dyn Prf> {
+        self.prfs.iter().copied().find(|p| p.id() == id)
+    }
+
+    /// The key exchange method for `group`, if offered.
+    pub fn ke_method(&self, group: KeGroup) -> Option<&'static dyn KeMethod> {
+        self.ke_methods.iter().copied().find(|k| k.group() == group)
+    }
+}
