@@ -126,6 +126,12 @@ pub trait KeMethod: Send + Sync + fmt::Debug {
     fn start(&self) -> Result<Box<dyn KeyExchange>, CryptoError>;
 }
 
+/// Builds the SK cipher for one direction: `(encr, key_bits, integ, sk_e, sk_a)`. For AEAD
+/// transforms `sk_e` includes the 4-octet salt (RFC 5282 §7.1, RFC 7634 §2) and `integ` is
+/// [`IntegId::NONE`]; `key_bits` is the Key Length attribute (0 when the transform has none).
+pub type SkCipherFactory =
+    fn(EncrId, u16, IntegId, &[u8], &[u8]) -> Result<Box<dyn SkCipher>, CryptoError>;
+
 /// The set of algorithms a build offers. Plain data, so providers can be swapped.
 #[derive(Debug)]
 pub struct CryptoProvider {
@@ -134,13 +140,7 @@ pub struct CryptoProvider {
     /// Key exchange methods, in our preference order.
     pub ke_methods: &'static [&'static dyn KeMethod],
     /// Builds the SK cipher for one direction of an IKE SA.
-    pub sk_cipher: fn(
-        encr: EncrId,
-        key_bits: u16,
-        integ: IntegId,
-        sk_e: &[u8],
-        sk_a: &[u8],
-    ) -> Result<Box<dyn SkCipher>, CryptoError>,
+    pub sk_cipher: SkCipherFactory,
     /// Fills `buf` with random octets (nonces, SPIs, IVs).
     pub fill_random: fn(&mut [u8]),
 }
