@@ -3,5 +3,6 @@
 //! Nothing in this crate opens a socket, reads a clock or talks to the kernel:
 //! time comes in as an argument, effects go out as values.
 
+pub mod config;
 pub mod crypto;
 pub mod wire;
