@@ -1,0 +1,1 @@
+//! Tokio task running the replication log over the channel.

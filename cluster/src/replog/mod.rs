@@ -1,0 +1,67 @@
+//! The replication log: a keyed store of versioned opaque records, kept equal on
+//! every node. Sans-IO: it consumes and produces channel messages as bytes.
+//!
+//! # Model
+//!
+//! Each record is `key -> (version, payload | tombstone)`. A node writes with
+//! [`ReplicationLog::publish`] or [`ReplicationLog::delete`]; the new version's
+//! counter is one above every counter the node has seen (a Lamport clock), so a
+//! write made after seeing a record always supersedes it. Every node applies a
+//! received record only if its version is greater than the one it holds; versions
+//! are ordered by `(counter, origin node name)`, so concurrent writes of one key
+//! converge to the same winner on every node, whatever the delivery order.
+//!
+//! # Delivery
+//!
+//! The channel is reliable and ordered while a connection lasts (TCP + Noise).
+//! Per peer, the log keeps a **coalescing send queue**: a key is queued at most
+//! once, and what is sent is the newest version at the time of sending, so a key
+//! updated 1,000 times while the link is busy costs one record on the wire, not
+//! 1,000 (liveness and message-ID updates of many tunnels do not flood the link).
+//! At most `max_inflight` records per peer are unacknowledged at any time.
+//!
+//! **Acked** means: the peer has *applied* the record (or a newer version of the
+//! same key) to its store. Receivers send the highest contiguous sequence number
+//! they applied after each batch. [`ReplicationLog::is_acked_by_all_live`] is true
+//! when every *live* peer has acked a version at least as new as the token's;
+//! "live" is the membership given with [`ReplicationLog::set_live_members`] (from
+//! the heartbeat), or the connected peers if none was given. This is what
+//! `sync = "ack"` waits for before an IKE response leaves the node: a node that
+//! takes over can then answer any retransmission. A live peer that is not
+//! connected blocks the ack until it reconnects and resyncs, or until the
+//! heartbeat removes it from the membership. `sync = "async"` publishes and goes on.
+//!
+//! **Bulk resync**: when a connection to a peer is (re)established, the log queues
+//! every record (live ones and tombstones) the peer is not known to hold, then a
+//! SnapshotEnd marker, then the live stream. When the peer restarted (new
+//! incarnation), nothing is assumed known and everything is sent; when only the
+//! connection broke, records the peer acked before are skipped (a delta resync).
+//! Receiving a peer's SnapshotEnd raises [`ReplEvent::PeerSynced`].
+//!
+//! # Partitions
+//!
+//! During a partition each side keeps writing; nothing is lost or blocked in
+//! `async` mode. When the partition heals, connections come back, both sides
+//! resync, and every key converges to its highest version. If both sides wrote
+//! the same key, the higher `(counter, origin)` wins and the other write is
+//! discarded on every node: the SA-level layer must make sure one key has one
+//! writer (the SA's owner) and fence ownership on membership changes.
+//! Records are not forwarded: a record reaches peer C from its writer A directly.
+//! If only the A–C link is broken while both still talk to B, C gets A's records
+//! when A–C reconnects (the heartbeat then also reports A and C as down to each other).
+//!
+//! Tombstones are kept until every configured peer acknowledged them, so a node
+//! that was away cannot resurrect a deleted record; a peer that stays configured
+//! but never returns keeps tombstones alive.
+//!
+//! A restarted node starts with an empty store and counters at zero: it must not
+//! write keys written before its restart until it is synced with the live members
+//! ([`ReplicationLog::is_synced_with_live`]), or its writes could lose against older ones.
+
+mod log;
+mod types;
+pub mod wire;
+
+pub use log::{LogStats, PeerStats, ReplConfig, ReplError, ReplEvent, ReplicationLog};
+pub use types::{MAX_KEY, MAX_PAYLOAD, Record, RecordKey, Token, Version};
+pub use wire::is_replication_message;
