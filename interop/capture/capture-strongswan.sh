@@ -61,11 +61,13 @@ case_config() {
   FRAGMENT_SIZE=1280  # charon.fragment_size (bytes of the IP datagram)
   LIFECYCLE=no        # child rekey, IKE rekey, liveness check, child delete
   DPD_DELAY=0s
+  MTU=1500            # of the veth link; bigger lets IKE_AUTH with certificates go unfragmented
   case "$1" in
     psk-aes128gcm16-x25519) ;;
     psk-aes256-sha256-modp2048) IKE_PROPOSAL=aes256-sha256-modp2048; ESP_PROPOSAL=aes256-sha256 ;;
     psk-chacha20poly1305-ecp256) IKE_PROPOSAL=chacha20poly1305-prfsha256-ecp256; ESP_PROPOSAL=chacha20poly1305 ;;
-    rsa-aes256gcm16-prfsha384-ecp384) IKE_PROPOSAL=aes256gcm16-prfsha384-ecp384; ESP_PROPOSAL=aes256gcm16; AUTH=pubkey ;;
+    rsa-aes256gcm16-prfsha384-ecp384) IKE_PROPOSAL=aes256gcm16-prfsha384-ecp384; ESP_PROPOSAL=aes256gcm16; AUTH=pubkey
+      MTU=9000; FRAGMENT_SIZE=8000 ;;
     psk-rekey-dpd-delete) LIFECYCLE=yes; DPD_DELAY=2s ;;
     rsa-chain-fragmentation) AUTH=pubkey; KEY_SPEC="rsa 3072"; CHAIN=yes; FRAGMENT_SIZE=576 ;;
     *) echo "unknown case: $1" >&2; exit 2 ;;
@@ -121,6 +123,7 @@ charon {
   filelog {
     main {
       path = $d/charon.log
+      flush_line = yes
       default = 1
       ike = 4
       chd = 4
@@ -156,7 +159,9 @@ write_swanctl_conf() { # write_swanctl_conf DIR ROLE(gw|client)
       certs = $d/certs/${me%%.example}.crt"
     auth_remote="auth = pubkey
       cacerts = $d/certs/ca.crt"
-    secrets="private-1 { file = $d/certs/${me%%.example}.key }"
+    # swanctl loads unencrypted private keys from private/ beside the --file config
+    mkdir -p "$d/private"; cp "$d/certs/${me%%.example}.key" "$d/private/"
+    secrets=""
   fi
   local authorities=""
   if [[ $CHAIN == yes ]]; then
@@ -226,7 +231,9 @@ run_case() {
   ip -n "$NS_GW" addr add $GW_ADDR/24 dev eth0
   ip -n "$NS_CL" addr add $CL_ADDR/24 dev eth0
   local n
-  for n in "$NS_GW" "$NS_CL"; do ip -n "$n" link set lo up; ip -n "$n" link set eth0 up; done
+  for n in "$NS_GW" "$NS_CL"; do
+    ip -n "$n" link set lo up; ip -n "$n" link set eth0 mtu "$MTU" up
+  done
   # the protected network behind the gateway (local_ts): libipsec routes need a source in it
   ip -n "$NS_GW" link add lan0 type veth peer name lan1
   ip -n "$NS_GW" addr add 10.1.0.1/24 dev lan0
@@ -257,7 +264,7 @@ run_case() {
     wait_for 5 grep -q "CHILD_SA net{2} established" "$WORK/client/charon.log"
     sleep 0.3
     swan client --rekey --ike conn
-    wait_for 5 grep -q "IKE_SA conn\[2\] established" "$WORK/client/charon.log"
+    wait_for 5 grep -q "IKE_SA conn\[2\] rekeyed" "$WORK/client/charon.log"
     # dpd_delay = 2s on the client: with no traffic it sends one empty INFORMATIONAL
     wait_for 5 grep -q "sending DPD request" "$WORK/client/charon.log"
     sleep 0.3

@@ -284,6 +284,44 @@ def check_psk_auth(sa, inner, from_initiator, psk, init_msgs):
         die("PSK AUTH payload does not verify")
 
 
+SIG_OIDS = {  # DER of the AlgorithmIdentifier's OID (RFC 7427 §3 / Appendix A)
+    bytes.fromhex("2a864886f70d01010b"): ("sha256WithRSAEncryption", "sha256"),
+    bytes.fromhex("2a864886f70d01010c"): ("sha384WithRSAEncryption", "sha384"),
+    bytes.fromhex("2a864886f70d01010d"): ("sha512WithRSAEncryption", "sha512"),
+}
+
+
+def check_signature_auth(sa, inner, from_initiator, init_msgs):
+    """RFC 7427 §3: AUTH method 14 = ASN.1 AlgorithmIdentifier + signature over the
+    same octets as RFC 7296 §2.15, checked against the end-entity CERT payload."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+    h = sa["_suite"].prf_hash
+    auth = first(inner, 39)
+    if auth[0] != 14:
+        die(f"AUTH method {auth[0]} is not RFC 7427 digital signature")
+    alg_len = auth[4]
+    alg = auth[5:5 + alg_len]
+    sig = auth[5 + alg_len:]
+    # AlgorithmIdentifier: SEQUENCE { OID, [NULL] }
+    oid = alg[4:4 + alg[3]]
+    name, hname = SIG_OIDS.get(oid, (None, None))
+    if name is None:
+        die(f"unexpected signature algorithm OID {oid.hex()}")
+    cert_body = first(inner, 37)
+    if cert_body is None or cert_body[0] != 4:
+        die("no X.509 CERT payload beside the signature AUTH")
+    cert = x509.load_der_x509_certificate(cert_body[1:])
+    if from_initiator:
+        octets = init_msgs[0] + sa["_nr"] + prf(h, sa["_keys"]["sk_pi"], first(inner, 35))
+    else:
+        octets = init_msgs[1] + sa["_ni"] + prf(h, sa["_keys"]["sk_pr"], first(inner, 36))
+    hashalg = {"sha256": hashes.SHA256(), "sha384": hashes.SHA384(), "sha512": hashes.SHA512()}[hname]
+    cert.public_key().verify(sig, octets, padding.PKCS1v15(), hashalg)  # raises on failure
+    return name
+
+
 # Wireshark's names in its ikev2_decryption_table (UAT); ChaCha20-Poly1305 is not supported there.
 WS_ENCR = {(20, 128): "AES-GCM-128 with 16 octet ICV [RFC5282]", (20, 256): "AES-GCM-256 with 16 octet ICV [RFC5282]",
            (12, 128): "AES-CBC-128 [RFC3602]", (12, 256): "AES-CBC-256 [RFC3602]"}
@@ -429,6 +467,7 @@ def main():
                     idx = new_ike_sa(hdr["spi_i"], hdr["spi_r"], first(req, 40), first(outer, 40),
                                      first(req, 34)[4:], first(outer, 34)[4:], suite, None)
                     m["ike_sa"] = idx
+                    messages[-1]["ike_sa"] = idx if messages and messages[-1]["exchange_type"] == 34 else None
                     init_msgs[idx] = (init_req_raw[hdr["spi_i"]], udp)
         else:
             idx = by_spis.get((hdr["spi_i"], hdr["spi_r"]))
@@ -470,7 +509,9 @@ def main():
                 pending_ccsa[key] = inner
             if hdr["exchange"] == 35 and args.auth == "psk" and first(inner, 39) is not None:
                 check_psk_auth(sa, inner, from_initiator, args.psk.encode(), init_msgs[idx])
-                m["auth_verified"] = True
+                m["auth_verified"] = "psk"
+            elif hdr["exchange"] == 35 and first(inner, 39) is not None:
+                m["auth_verified"] = check_signature_auth(sa, inner, from_initiator, init_msgs[idx])
             elif hdr["exchange"] == 36 and not is_resp:
                 pending_ccsa[key] = inner
             elif hdr["exchange"] == 36 and is_resp and first(inner, 33) is not None:
