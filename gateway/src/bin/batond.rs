@@ -1,0 +1,3 @@
+//! `batond`: the IKEv2 gateway daemon.
+
+fn main() {}

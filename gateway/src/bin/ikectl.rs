@@ -1,0 +1,3 @@
+//! `ikectl`: the control CLI of `batond`.
+
+fn main() {}
