@@ -1,0 +1,233 @@
+//! Validates the harness with strongSwan on both sides: charon as a stand-in responder
+//! in the gateway namespace, charon as the client. Later the responder side becomes
+//! batond (started with `interop::Daemon::spawn`), the client side stays as it is.
+//!
+//! Needs root and the packages in scripts/setup; fails (does not skip) without them.
+
+// Test helpers outside #[test] functions: a failed step is a failed test.
+#![allow(clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use interop::strongswan::remove_stale_namespaces;
+use interop::{Charon, Daemon, IkeSaInfo, PskConnection, Topology, WorkDir};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn prerequisites() {
+    if let Err(e) = interop::check_prerequisites() {
+        panic!("{e}");
+    }
+    remove_stale_namespaces();
+}
+
+/// A charon responder and a charon client on `topo`, connection loaded on both sides.
+fn pair(topo: &Topology, client_conn: &PskConnection) -> (Charon, Charon) {
+    let gw = Charon::start(&topo.gateway, "gw").expect("start gateway charon");
+    gw.load(&PskConnection::gateway(topo.gateway_addr).to_swanctl_conf())
+        .expect("load gateway config");
+    let client = Charon::start(&topo.client, "client").expect("start client charon");
+    client
+        .load(&client_conn.to_swanctl_conf())
+        .expect("load client config");
+    (gw, client)
+}
+
+fn only_ike_sa(sas: &[IkeSaInfo]) -> &IkeSaInfo {
+    assert_eq!(sas.len(), 1, "expected exactly one IKE SA: {sas:#?}");
+    &sas[0]
+}
+
+fn installed_children(sa: &IkeSaInfo) -> Vec<&interop::ChildSaInfo> {
+    sa.children
+        .iter()
+        .filter(|c| c.state == "INSTALLED")
+        .collect()
+}
+
+/// The client's and the gateway's views of one tunnel agree: same IKE SPIs, identities
+/// crossed, and the client's inbound Child SA SPI is the gateway's outbound one.
+fn assert_views_agree(client: &IkeSaInfo, gw: &IkeSaInfo) {
+    assert_eq!(client.state, "ESTABLISHED");
+    assert_eq!(gw.state, "ESTABLISHED");
+    assert_eq!(client.initiator_spi, gw.initiator_spi);
+    assert_eq!(client.responder_spi, gw.responder_spi);
+    assert!(client.initiator && !gw.initiator);
+    assert_eq!(client.local_id, "client.example");
+    assert_eq!(client.remote_id, "gw.example");
+    assert_eq!(gw.local_id, "gw.example");
+    assert_eq!(gw.remote_id, "client.example");
+    let c = installed_children(client);
+    let g = installed_children(gw);
+    assert_eq!(
+        (c.len(), g.len()),
+        (1, 1),
+        "one installed Child SA each: {client:#?} {gw:#?}"
+    );
+    assert_eq!(c[0].spi_in, g[0].spi_out);
+    assert_eq!(c[0].spi_out, g[0].spi_in);
+    assert_eq!(c[0].remote_ts, vec!["10.1.0.0/24".to_owned()]);
+    assert_eq!(g[0].local_ts, vec!["10.1.0.0/24".to_owned()]);
+}
+
+#[test]
+fn psk_tunnel_establishes() {
+    prerequisites();
+    let topo = Topology::direct().expect("topology");
+    let (gw, client) = pair(&topo, &PskConnection::client(topo.gateway_addr));
+    client.initiate("home", "net").expect("initiate");
+
+    let c_sas = client.list_sas().expect("client list-sas");
+    let g_sas = gw.list_sas().expect("gateway list-sas");
+    let (c, g) = (only_ike_sa(&c_sas), only_ike_sa(&g_sas));
+    assert_views_agree(c, g);
+    assert_eq!(g.remote_host, topo.client_seen_addr.to_string());
+    assert_eq!(c.remote_host, topo.gateway_addr.to_string());
+    // Remote access: the gateway handed out the first address of its pool (CP payload).
+    assert_eq!(c.local_vips, vec!["10.8.0.1".to_owned()]);
+    assert_eq!(g.remote_vips, vec!["10.8.0.1".to_owned()]);
+    assert_eq!(
+        installed_children(c)[0].encr_alg.as_deref(),
+        Some("AES_GCM_16")
+    );
+
+    // Deleting from the client removes the SA on the gateway too.
+    client.terminate_ike("home").expect("terminate");
+    gw.wait_for_sas(
+        WAIT,
+        "the gateway to drop the IKE SA",
+        <[IkeSaInfo]>::is_empty,
+    )
+    .expect("gateway SA deleted");
+    assert!(client.list_sas().expect("client list-sas").is_empty());
+}
+
+#[test]
+fn psk_tunnel_through_nat() {
+    prerequisites();
+    let topo = Topology::behind_nat().expect("NAT topology");
+    let (gw, client) = pair(&topo, &PskConnection::client(topo.gateway_addr));
+    client
+        .initiate("home", "net")
+        .expect("initiate through NAT");
+
+    let c_sas = client.list_sas().expect("client list-sas");
+    let g_sas = gw.list_sas().expect("gateway list-sas");
+    let (c, g) = (only_ike_sa(&c_sas), only_ike_sa(&g_sas));
+    assert_views_agree(c, g);
+    // The gateway sees the NAT's address, the client its private one: the masquerade
+    // really sits in the path, and both sides detected it (RFC 7296 §2.23).
+    assert_eq!(g.remote_host, "198.51.100.254");
+    assert_eq!(c.local_host, "192.168.77.2");
+    assert!(
+        c.nat_local,
+        "client should detect that it is behind a NAT: {c:#?}"
+    );
+    assert!(
+        g.nat_remote,
+        "gateway should detect the NAT in front of the client: {g:#?}"
+    );
+    assert_eq!(g.local_port, "4500");
+    let nat = topo.nat_ruleset().expect("nft ruleset");
+    assert!(nat.contains("masquerade"), "{nat}");
+}
+
+#[test]
+fn child_sa_rekey_and_ike_rekey() {
+    prerequisites();
+    let topo = Topology::direct().expect("topology");
+    let (gw, client) = pair(&topo, &PskConnection::client(topo.gateway_addr));
+    client.initiate("home", "net").expect("initiate");
+    let before = client.list_sas().expect("list-sas");
+    let old_child = installed_children(only_ike_sa(&before))[0].clone();
+
+    client.rekey_child("net").expect("rekey child");
+    // The old Child SA is deleted once the new one is in place (RFC 7296 §2.8).
+    let after = client
+        .wait_for_sas(WAIT, "a new, single Child SA", |sas| {
+            sas.len() == 1
+                && sas[0].children.len() == 1
+                && sas[0].children[0].state == "INSTALLED"
+                && sas[0].children[0].spi_in != old_child.spi_in
+        })
+        .expect("child rekeyed");
+    let g = gw
+        .wait_for_sas(WAIT, "the gateway's single new Child SA", |sas| {
+            sas.len() == 1 && sas[0].children.len() == 1 && sas[0].children[0].state == "INSTALLED"
+        })
+        .expect("gateway child");
+    assert_views_agree(&after[0], &g[0]);
+    assert_ne!(after[0].children[0].spi_out, old_child.spi_out);
+
+    // IKE SA rekey: new SPIs on both sides, the Child SA moves over.
+    let old_spi_i = after[0].initiator_spi.clone();
+    client.rekey_ike("home").expect("rekey IKE SA");
+    let c = client
+        .wait_for_sas(WAIT, "a new IKE SA", |sas| {
+            sas.len() == 1 && sas[0].state == "ESTABLISHED" && sas[0].initiator_spi != old_spi_i
+        })
+        .expect("IKE rekeyed");
+    let g = gw
+        .wait_for_sas(WAIT, "the gateway's new IKE SA", |sas| {
+            sas.len() == 1 && sas[0].initiator_spi == c[0].initiator_spi
+        })
+        .expect("gateway IKE rekeyed");
+    assert_views_agree(&c[0], &g[0]);
+}
+
+#[test]
+fn responder_process_lives_in_its_namespace_and_stops() {
+    prerequisites();
+    let topo = Topology::direct().expect("topology");
+    let dir = WorkDir::new("daemon").expect("workdir");
+    // A stand-in responder that binds UDP 500 in the gateway namespace.
+    let mut d = Daemon::spawn(
+        &topo.gateway,
+        dir.path(),
+        "udp-hold",
+        env!("CARGO_BIN_EXE_udp-hold"),
+        &["198.51.100.1:500", "198.51.100.1:4500"],
+    )
+    .expect("spawn");
+    interop::wait_for(WAIT, "UDP 500 bound in the gateway namespace", || {
+        d.check_running()?;
+        Ok(interop::udp_port_bound(&topo.gateway, 500)?.then_some(()))
+    })
+    .expect("port bound");
+    assert!(
+        !interop::udp_port_bound(&topo.client, 500).expect("ss"),
+        "namespaces must be separate"
+    );
+    let pid = d.pid().expect("pid");
+    assert!(
+        topo.gateway.pids().contains(&pid),
+        "the daemon runs inside the gateway namespace"
+    );
+    let status = d.stop(Duration::from_secs(2)).expect("stop");
+    assert!(!status.success(), "SIGTERM ends the stand-in: {status}");
+    assert!(d.log().contains("bound"));
+    assert!(!topo.gateway.pids().contains(&pid));
+}
+
+#[test]
+fn wrong_psk_is_refused_and_the_error_says_why() {
+    prerequisites();
+    let topo = Topology::direct().expect("topology");
+    let mut conn = PskConnection::client(topo.gateway_addr);
+    conn.psk = "not the gateway's key".into();
+    let (gw, client) = pair(&topo, &conn);
+    let err = client
+        .initiate("home", "net")
+        .expect_err("a wrong PSK must not establish");
+    // swanctl streams charon's log of the attempt: the reason is in the error.
+    assert!(err.to_string().contains("AUTHENTICATION_FAILED"), "{err}");
+    assert!(
+        gw.log()
+            .contains("verification of AUTH payload with pre-shared key failed")
+            || gw.log().contains("tried 1 shared key"),
+        "gateway log:\n{}",
+        gw.log()
+    );
+    gw.wait_for_sas(WAIT, "no IKE SA on the gateway", <[IkeSaInfo]>::is_empty)
+        .expect("gateway keeps nothing");
+}
