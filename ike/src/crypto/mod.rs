@@ -10,6 +10,25 @@ use core::fmt;
 
 use zeroize::Zeroizing;
 
+pub mod auth;
+pub mod ke;
+pub mod keys;
+pub mod prf;
+pub mod provider;
+pub mod sk;
+
+pub use auth::{psk_auth, signed_octets};
+pub use ke::{ECP_256, ECP_384, MODP_2048, MODP_3072, X25519, ke_from_private};
+pub use keys::{
+    IkeSaKeys, KeyLengths, child_keymat, derive_ike_sa_keys, encr_key_len, integ_key_len, is_aead,
+    key_lengths, skeyseed, skeyseed_rekey,
+};
+pub use prf::{HMAC_SHA2_256, HMAC_SHA2_384, HMAC_SHA2_512, prf_plus};
+pub use provider::DEFAULT_PROVIDER;
+#[cfg(feature = "fuzzing")]
+pub use provider::NULL_PROVIDER;
+pub use sk::{AeadCipher, CbcHmacCipher, aead_open, aead_seal, integ_mac, sk_cipher};
+
 use crate::wire::registry::{EncrId, IntegId, KeGroup, PrfId};
 
 /// Secret bytes: zeroized on drop, redacted in `Debug`.
@@ -77,6 +96,29 @@ pub enum CryptoError {
     /// Signing failed.
     #[error("signing failed")]
     SigningFailed,
+    /// The operating system's random number generator failed.
+    #[error("random number generator failed")]
+    RandomFailed,
+}
+
+/// Fills `buf` from the operating system's CSPRNG (getrandom(2) on Linux).
+pub fn try_fill_random(buf: &mut [u8]) -> Result<(), CryptoError> {
+    use rand::TryRng;
+    rand::rngs::SysRng
+        .try_fill_bytes(buf)
+        .map_err(|_| CryptoError::RandomFailed)
+}
+
+/// Fills `buf` from the operating system's CSPRNG; the [`CryptoProvider::fill_random`] of
+/// [`DEFAULT_PROVIDER`].
+///
+/// If the OS cannot deliver randomness the process aborts: nonces, SPIs and IVs drawn from
+/// anything else would be predictable, and this signature has no way to report an error.
+/// (getrandom(2) does not fail once the kernel's pool is initialised.)
+pub fn fill_random(buf: &mut [u8]) {
+    if try_fill_random(buf).is_err() {
+        std::process::abort();
+    }
 }
 
 /// A pseudorandom function (RFC 7296 §2.13).
