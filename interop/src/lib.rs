@@ -26,12 +26,14 @@
 
 pub mod netns;
 pub mod process;
+pub mod responder;
 pub mod strongswan;
 pub mod topology;
 pub mod vici;
 
 pub use netns::{Netns, veth};
 pub use process::{Daemon, WorkDir, udp_port_bound, wait_for};
+pub use responder::{Batond, Responder, parse_ikectl_list_sas};
 pub use strongswan::{Charon, KernelInterface, PskConnection};
 pub use topology::{Topology, check_prerequisites};
 pub use vici::{ChildSaInfo, IkeSaInfo};

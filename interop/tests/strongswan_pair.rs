@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use interop::strongswan::remove_stale_namespaces;
-use interop::{Charon, Daemon, IkeSaInfo, PskConnection, Topology, WorkDir};
+use interop::{Batond, Charon, Daemon, IkeSaInfo, PskConnection, Responder, Topology, WorkDir};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -205,7 +205,7 @@ fn responder_process_lives_in_its_namespace_and_stops() {
     );
     let status = d.stop(Duration::from_secs(2)).expect("stop");
     assert!(!status.success(), "SIGTERM ends the stand-in: {status}");
-    assert!(d.log().contains("bound"));
+    assert!(d.log().contains("bound 198.51.100.1:500"));
     assert!(!topo.gateway.pids().contains(&pid));
 }
 
@@ -230,4 +230,40 @@ fn wrong_psk_is_refused_and_the_error_says_why() {
     );
     gw.wait_for_sas(WAIT, "no IKE SA on the gateway", <[IkeSaInfo]>::is_empty)
         .expect("gateway keeps nothing");
+}
+
+#[test]
+fn batond_runner_starts_a_responder_and_reads_ikectl_json() {
+    prerequisites();
+    let topo = Topology::direct().expect("topology");
+    // Until batond exists: a stand-in that binds what the config's `listen` says, and an
+    // `ikectl` that prints DESIGN §5's JSON. The runner itself is what is under test.
+    let tools = WorkDir::new("fake-ikectl").expect("workdir");
+    let json = r#"[{"id":1,"connection":"rw","state":"ESTABLISHED","local_id":"gw.example","remote_id":"client.example","local_addr":"198.51.100.1:4500","remote_addr":"198.51.100.2:4500","spi_i":"00000000000000aa","spi_r":"00000000000000bb","owner":"gw1","children":[]}]"#;
+    let ikectl = tools
+        .write("ikectl", &format!("#!/bin/sh\n[ \"$1\" = --socket ] && [ \"$3\" = list-sas ] && [ \"$4\" = --json ] || exit 9\necho '{json}'\n"))
+        .expect("write ikectl");
+    interop::netns::run("chmod", &["+x", &ikectl.to_string_lossy()]).expect("chmod");
+
+    let dir = WorkDir::new("batond").expect("workdir");
+    let sock = Batond::socket_path(&dir);
+    let toml =
+        PskConnection::gateway(topo.gateway_addr).to_batond_toml("198.51.100.1", &sock, "memory");
+    let mut gw = Batond::start(
+        &topo.gateway,
+        dir,
+        env!("CARGO_BIN_EXE_udp-hold"),
+        &ikectl.to_string_lossy(),
+        &toml,
+        500,
+    )
+    .expect("start the stand-in");
+    assert!(interop::udp_port_bound(&topo.gateway, 4500).expect("ss"));
+    assert!(gw.dir().join("batond.toml").exists());
+    let sas = Responder::list_sas(&gw).expect("list-sas through ikectl");
+    assert_eq!(sas.len(), 1);
+    assert_eq!(sas[0].initiator_spi, "00000000000000aa");
+    assert_eq!(sas[0].remote_host, "198.51.100.2");
+    assert!(Responder::log(&gw).contains("bound 198.51.100.1:500 198.51.100.1:4500"));
+    gw.stop().expect("stop");
 }
