@@ -378,9 +378,14 @@ pub fn remove_stale_namespaces() {
         let Some(rest) = name.strip_prefix("baton-") else {
             continue;
         };
-        let Some(pid) = rest.split('-').next() else {
+        // Only names this crate makes: baton-<pid>-<n>-<role>, pid and n numeric.
+        let mut parts = rest.split('-');
+        let (Some(pid), Some(n)) = (parts.next(), parts.next()) else {
             continue;
         };
+        if pid.parse::<u32>().is_err() || n.parse::<u32>().is_err() {
+            continue;
+        }
         if !Path::new(&format!("/proc/{pid}")).exists() {
             if let Ok(pids) = run("ip", &["netns", "pids", name]) {
                 for p in String::from_utf8_lossy(&pids.stdout).split_whitespace() {

@@ -142,22 +142,35 @@ fn child_sa_rekey_and_ike_rekey() {
     let old_child = installed_children(only_ike_sa(&before))[0].clone();
 
     client.rekey_child("net").expect("rekey child");
-    // The old Child SA is deleted once the new one is in place (RFC 7296 §2.8).
+    // The rekey's initiator deletes the old Child SA (RFC 7296 §2.8); strongSwan keeps
+    // the old inbound SA around for charon.delete_rekeyed_delay (5 s) in a non-INSTALLED
+    // state, so look for exactly one INSTALLED Child SA with new SPIs.
     let after = client
-        .wait_for_sas(WAIT, "a new, single Child SA", |sas| {
-            sas.len() == 1
-                && sas[0].children.len() == 1
-                && sas[0].children[0].state == "INSTALLED"
-                && sas[0].children[0].spi_in != old_child.spi_in
+        .wait_for_sas(WAIT, "a new installed Child SA", |sas| {
+            sas.len() == 1 && {
+                let inst = installed_children(&sas[0]);
+                inst.len() == 1 && inst[0].spi_in != old_child.spi_in
+            }
         })
         .expect("child rekeyed");
+    let new_child = installed_children(&after[0])[0].clone();
     let g = gw
-        .wait_for_sas(WAIT, "the gateway's single new Child SA", |sas| {
-            sas.len() == 1 && sas[0].children.len() == 1 && sas[0].children[0].state == "INSTALLED"
+        .wait_for_sas(WAIT, "the gateway's new Child SA", |sas| {
+            sas.len() == 1 && {
+                let inst = installed_children(&sas[0]);
+                inst.len() == 1 && inst[0].spi_out == new_child.spi_in
+            }
         })
         .expect("gateway child");
     assert_views_agree(&after[0], &g[0]);
-    assert_ne!(after[0].children[0].spi_out, old_child.spi_out);
+    assert_ne!(new_child.spi_out, old_child.spi_out);
+    assert!(
+        after[0]
+            .children
+            .iter()
+            .all(|c| c.spi_in != old_child.spi_in || c.state != "INSTALLED"),
+        "the old Child SA is no longer installed: {after:#?}"
+    );
 
     // IKE SA rekey: new SPIs on both sides, the Child SA moves over.
     let old_spi_i = after[0].initiator_spi.clone();
@@ -173,6 +186,9 @@ fn child_sa_rekey_and_ike_rekey() {
         })
         .expect("gateway IKE rekeyed");
     assert_views_agree(&c[0], &g[0]);
+    assert_ne!(c[0].responder_spi, after[0].responder_spi);
+    // Rekeying the IKE SA moves the Child SAs over unchanged (RFC 7296 §2.18).
+    assert_eq!(installed_children(&c[0])[0].spi_in, new_child.spi_in);
 }
 
 #[test]
