@@ -55,6 +55,10 @@ type Reply<T> = oneshot::Sender<T>;
 
 enum Cmd {
     Publish(RecordKey, Vec<u8>, Reply<Result<Token, ReplError>>),
+    PublishBatch(
+        Vec<(RecordKey, Vec<u8>)>,
+        Reply<Result<Vec<Token>, ReplError>>,
+    ),
     Delete(RecordKey, Reply<Token>),
     WaitAcked(Token, Reply<()>),
     Get(RecordKey, Reply<Option<Record>>),
@@ -110,6 +114,17 @@ impl Replicator {
     /// Writes a record (`sync = "async"`: returns once stored locally and queued).
     pub async fn publish(&self, key: RecordKey, payload: Vec<u8>) -> Result<Token, ReplError> {
         self.ask(|r| Cmd::Publish(key, payload, r))
+            .await
+            .unwrap_or(Err(ReplError::Protocol("replicator stopped")))
+    }
+
+    /// Writes several records in one round trip to the task; stops at the first
+    /// payload that is too large (earlier ones are written).
+    pub async fn publish_batch(
+        &self,
+        records: Vec<(RecordKey, Vec<u8>)>,
+    ) -> Result<Vec<Token>, ReplError> {
+        self.ask(|r| Cmd::PublishBatch(records, r))
             .await
             .unwrap_or(Err(ReplError::Protocol("replicator stopped")))
     }
@@ -266,6 +281,13 @@ fn on_cmd(
     match cmd {
         Cmd::Publish(k, v, r) => {
             let _ = r.send(log.publish(k, v));
+        }
+        Cmd::PublishBatch(recs, r) => {
+            let res = recs
+                .into_iter()
+                .map(|(k, v)| log.publish(k, v))
+                .collect::<Result<Vec<_>, _>>();
+            let _ = r.send(res);
         }
         Cmd::Delete(k, r) => {
             let _ = r.send(log.delete(k));

@@ -14,7 +14,7 @@ pub const MAX_PAYLOAD: usize = 65_000;
 /// The key of a replicated record: 1 to 255 opaque bytes. The layer above picks
 /// a namespace scheme (e.g. a type byte followed by an IKE SA's SPIs).
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct RecordKey(Box<[u8]>);
+pub struct RecordKey(std::sync::Arc<[u8]>);
 
 impl RecordKey {
     /// A key from bytes, if 1..=255 long.
@@ -24,7 +24,7 @@ impl RecordKey {
 
     /// A 16-byte big-endian key (sorts like the integer).
     pub fn from_u128(v: u128) -> Self {
-        Self(Box::new(v.to_be_bytes()))
+        Self(std::sync::Arc::new(v.to_be_bytes()))
     }
 
     /// The key bytes.
