@@ -31,8 +31,9 @@ pub trait Dataplane: Send {
     fn add_sa(&mut self, sa: &SaSpec) -> Result<()>;
 
     /// Updates an installed SA (XFRM_MSG_UPDSA): the kernel takes the new
-    /// lifetimes and UDP encapsulation (NAT-T port changes); keys and
-    /// algorithms of an installed SA cannot change.
+    /// lifetimes and UDP encapsulation ports (NAT-T mapping changes); keys
+    /// and algorithms cannot change, and encapsulation can be changed but
+    /// not added or removed (EINVAL).
     fn update_sa(&mut self, sa: &SaSpec) -> Result<()>;
 
     /// Removes an SA (XFRM_MSG_DELSA). `NotFound` if it is not there.

@@ -354,6 +354,14 @@ impl Dataplane for MemoryDataplane {
             return Ok(());
         }
         let sa = self.sa_mut(&spec.id, "updating")?;
+        if sa.spec.encap.is_some() != spec.encap.is_some() {
+            // xfrm_state_update: encapsulation may change, not appear or vanish.
+            return Err(Error::Kernel {
+                op: format!("updating SA {}", spec.id),
+                errno: libc::EINVAL,
+                kernel_message: None,
+            });
+        }
         // Like xfrm_state_update: lifetimes and encapsulation change, keys do not.
         sa.spec.lifetime = spec.lifetime;
         sa.spec.encap = spec.encap;
