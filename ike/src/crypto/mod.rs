@@ -13,11 +13,15 @@ use zeroize::Zeroizing;
 pub mod auth;
 pub mod ke;
 pub mod keys;
+mod pem;
 pub mod prf;
 pub mod provider;
 pub mod sk;
 
-pub use auth::{psk_auth, signed_octets};
+pub use auth::{
+    RsaSigningKey, SignatureScheme, algorithm_identifier, decode_signature_auth,
+    encode_signature_auth, psk_auth, signed_octets, verify_rsa,
+};
 pub use ke::{ECP_256, ECP_384, MODP_2048, MODP_3072, X25519, ke_from_private};
 pub use keys::{
     IkeSaKeys, KeyLengths, child_keymat, derive_ike_sa_keys, encr_key_len, integ_key_len, is_aead,
