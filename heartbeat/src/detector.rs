@@ -54,6 +54,10 @@ pub enum DownReason {
     /// The peer came back with a new incarnation: it restarted and lost its state,
     /// even if that was faster than the detection time.
     PeerRestarted,
+    /// The peer announced it is leaving (AdminDown): shutdown or drain.
+    PeerLeft,
+    /// This node is leaving ([`Detector::leave`]).
+    LocalLeave,
 }
 
 /// A membership change.
@@ -169,6 +173,7 @@ pub struct Detector {
     membership: Membership,
     events: VecDeque<MembershipEvent>,
     stats: Stats,
+    leaving: bool,
 }
 
 const MIN_INTERVAL: Duration = Duration::from_millis(1);
@@ -217,6 +222,7 @@ impl Detector {
             membership,
             events: VecDeque::new(),
             stats: Stats::default(),
+            leaving: false,
             cfg,
         }
     }
@@ -315,8 +321,14 @@ impl Detector {
             SessionState::Down
         };
         let old = peer.state;
-        // RFC 5880 §6.8.6 state table.
+        // RFC 5880 §6.8.6 state table. While we leave, every session stays AdminDown.
         let new = match (old, remote) {
+            (SessionState::AdminDown, _) => SessionState::AdminDown,
+            (SessionState::Up, SessionState::AdminDown) => {
+                down_reason = Some(DownReason::PeerLeft);
+                SessionState::Down
+            }
+            (_, SessionState::AdminDown) => SessionState::Down,
             (SessionState::Down, SessionState::Down) => SessionState::Init,
             (SessionState::Down, SessionState::Init) => SessionState::Up,
             (SessionState::Down, SessionState::Up) => SessionState::Down,
@@ -375,7 +387,7 @@ impl Detector {
                 if p.state == SessionState::Up {
                     downs.push(id.clone());
                 }
-                if p.state != SessionState::Down {
+                if !matches!(p.state, SessionState::Down | SessionState::AdminDown) {
                     p.state = SessionState::Down;
                     p.tx_due = true;
                 }
@@ -392,6 +404,31 @@ impl Detector {
         for id in downs {
             self.member_down(&id, DownReason::DetectionTimeout);
         }
+    }
+
+    /// Leaves the cluster on purpose (shutdown, `ikectl drain`): every session goes
+    /// AdminDown and a heartbeat saying so is queued for every peer at once, so
+    /// peers take this node out immediately instead of after the detection time.
+    /// Keep polling transmits for a few intervals (peers may miss one packet), then
+    /// stop. The local view drops to just this node.
+    pub fn leave(&mut self) {
+        self.leaving = true;
+        let mut downs = Vec::new();
+        for (id, p) in &mut self.peers {
+            if p.state == SessionState::Up {
+                downs.push(id.clone());
+            }
+            p.state = SessionState::AdminDown;
+            p.tx_due = true;
+        }
+        for id in downs {
+            self.member_down(&id, DownReason::LocalLeave);
+        }
+    }
+
+    /// Whether [`leave`](Self::leave) was called.
+    pub fn is_leaving(&self) -> bool {
+        self.leaving
     }
 
     /// The next heartbeat to send, if one is due.

@@ -28,6 +28,7 @@ pub struct Heartbeat {
     membership: watch::Receiver<Membership>,
     stats: watch::Receiver<Stats>,
     local_addr: SocketAddr,
+    leave: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
@@ -44,12 +45,14 @@ impl Heartbeat {
         let (mtx, mrx) = watch::channel(detector.membership().clone());
         let (stx, srx) = watch::channel(detector.stats().clone());
         let (etx, erx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run(socket, detector, peers, mtx, stx, etx));
+        let (ltx, lrx) = watch::channel(false);
+        let task = tokio::spawn(run(socket, detector, peers, mtx, stx, etx, lrx));
         Ok((
             Self {
                 membership: mrx,
                 stats: srx,
                 local_addr,
+                leave: ltx,
                 task,
             },
             erx,
@@ -71,6 +74,13 @@ impl Heartbeat {
         self.stats.borrow().clone()
     }
 
+    /// Announces that this node leaves the cluster (shutdown, drain): peers drop it
+    /// at once (see [`Detector::leave`]). Keep the handle alive for a few intervals
+    /// afterwards so the announcement is repeated.
+    pub fn leave(&self) {
+        self.leave.send_replace(true);
+    }
+
     /// Address the socket is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
@@ -90,6 +100,7 @@ async fn run(
     membership: watch::Sender<Membership>,
     stats: watch::Sender<Stats>,
     events: mpsc::UnboundedSender<MembershipEvent>,
+    mut leave: watch::Receiver<bool>,
 ) {
     let mut buf = vec![0u8; 2048];
     loop {
@@ -134,6 +145,11 @@ async fn run(
                 }
             },
             () = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {}
+            r = leave.changed(), if !det.is_leaving() => {
+                if r.is_ok() && *leave.borrow() {
+                    det.leave();
+                }
+            }
         }
     }
 }

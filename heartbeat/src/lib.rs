@@ -18,6 +18,9 @@
 //!   counted ([`Stats`]).
 //! - **Restarts are seen**: a peer that reboots faster than the detection time is still
 //!   reported Down ([`DownReason::PeerRestarted`]) then Up, because it lost its state.
+//! - **Planned leave**: a node that shuts down or is drained announces AdminDown
+//!   ([`Detector::leave`]); peers drop it at once ([`DownReason::PeerLeft`]) instead of
+//!   waiting for the detection time, and do not bring it back until it restarts.
 //! - **Epochs**: every change of the live set increments [`Membership::epoch`].
 //!
 //! The core ([`Detector`]) is sans-IO: time is passed in, datagrams go in and out as

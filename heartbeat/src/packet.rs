@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! 0      version (1)
-//! 1      state of the sender's session toward the receiver: 0 Down, 1 Init, 2 Up
+//! 1      state of the sender's session toward the receiver: 0 Down, 1 Init, 2 Up,
+//!        3 AdminDown (the sender is leaving the cluster on purpose)
 //! 2      detection multiplier the sender asks the receiver to use
 //! 3      sender name length S, then S bytes of name
 //! ..     receiver name length R, then R bytes of name
@@ -42,6 +43,9 @@ pub enum SessionState {
     Init,
     /// Both sides hear each other.
     Up,
+    /// The node is leaving on purpose (shutdown, drain): take it out at once
+    /// (RFC 5880 §6.8.16 AdminDown).
+    AdminDown,
 }
 
 impl SessionState {
@@ -50,6 +54,7 @@ impl SessionState {
             Self::Down => 0,
             Self::Init => 1,
             Self::Up => 2,
+            Self::AdminDown => 3,
         }
     }
     fn from_wire(b: u8) -> Option<Self> {
@@ -57,6 +62,7 @@ impl SessionState {
             0 => Some(Self::Down),
             1 => Some(Self::Init),
             2 => Some(Self::Up),
+            3 => Some(Self::AdminDown),
             _ => None,
         }
     }

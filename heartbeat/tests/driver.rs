@@ -64,6 +64,27 @@ async fn three_nodes_over_loopback() {
         }
     }
     assert!(stopped.elapsed() < Duration::from_millis(500));
+    // b leaves on purpose: a drops it at once, not after the detection time.
+    let (b, _) = nodes.remove(0);
+    let left = Instant::now();
+    b.leave();
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(5), a_events.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if let MembershipEvent::MemberDown { node, reason, view } = ev {
+            assert_eq!(node, names[1]);
+            assert_eq!(reason, heartbeat::DownReason::PeerLeft);
+            assert_eq!(view.live, BTreeSet::from([names[0].clone()]));
+            break;
+        }
+    }
+    assert!(
+        left.elapsed() < Duration::from_millis(50),
+        "{:?}",
+        left.elapsed()
+    );
     let s = a.stats();
     assert!(s.malformed + s.bad_mac >= 49, "{s:?}");
     assert!(s.accepted > 4, "{s:?}");

@@ -466,3 +466,34 @@ fn five_nodes_converge_partition_and_heal_with_monotonic_epochs() {
         }
     }
 }
+
+#[test]
+fn a_leaving_node_is_dropped_at_once_and_stays_out() {
+    let mut sim = Sim::new(3, Duration::from_millis(100), 3);
+    sim.run_for(Duration::from_secs(1));
+    let left = sim.now;
+    sim.nodes[2].as_mut().unwrap().leave();
+    sim.run_for(Duration::from_secs(2));
+    for i in [0, 1] {
+        let downs = sim.downs(i, 2);
+        assert_eq!(downs.len(), 1, "node {i}");
+        assert_eq!(downs[0].1, DownReason::PeerLeft);
+        assert!(
+            downs[0].0 - left <= Duration::from_millis(2),
+            "not immediate"
+        );
+        assert_eq!(sim.live(i), sim.all(&[0, 1]));
+        assert_eq!(
+            sim.ups(i, 2).len(),
+            1,
+            "it must not come back while leaving"
+        );
+    }
+    assert_eq!(sim.live(2), sim.all(&[2]));
+    // It restarts (new incarnation): it joins again.
+    sim.nodes[2] = Some(sim.make(2, 7000));
+    sim.run_for(Duration::from_millis(500));
+    for i in 0..3 {
+        assert_eq!(sim.live(i), sim.all(&[0, 1, 2]));
+    }
+}
