@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 
 use crate::dataplane::Dataplane;
 use crate::error::{Error, Result};
@@ -34,6 +35,76 @@ pub struct SeqRange {
     pub last: u64,
     /// Packets sent (`last - first + 1`, or 0 when nothing could be sent).
     pub count: u64,
+}
+
+/// A simulated wire shared by several [`MemoryDataplane`]s (cluster nodes):
+/// it records every outbound (SA, sequence number) sent through any of them
+/// and reports any pair sent twice — with AES-GCM a repeated (SPI, sequence
+/// number) means a repeated IV (RFC 4106 §3), which must never happen.
+#[derive(Clone, Debug, Default)]
+pub struct Wire(Arc<Mutex<WireLog>>);
+
+#[derive(Debug, Default)]
+struct WireLog {
+    /// Per SA, disjoint sorted ranges of sequence numbers sent.
+    sent: HashMap<SaId, Vec<(u64, u64)>>,
+    reused: Vec<(SaId, SeqRange)>,
+}
+
+impl Wire {
+    /// An empty wire.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn log(&self) -> std::sync::MutexGuard<'_, WireLog> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn record(&self, id: SaId, first: u64, last: u64) {
+        let mut log = self.log();
+        let mut reused = Vec::new();
+        let ranges = log.sent.entry(id).or_default();
+        for &(a, b) in ranges.iter() {
+            if first <= b && a <= last {
+                let (lo, hi) = (first.max(a), last.min(b));
+                reused.push((
+                    id,
+                    SeqRange {
+                        first: lo,
+                        last: hi,
+                        count: hi - lo + 1,
+                    },
+                ));
+            }
+        }
+        ranges.push((first, last));
+        ranges.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
+        for &(a, b) in ranges.iter() {
+            match merged.last_mut() {
+                Some(m) if a <= m.1.saturating_add(1) => m.1 = m.1.max(b),
+                _ => merged.push((a, b)),
+            }
+        }
+        *ranges = merged;
+        log.reused.extend(reused);
+    }
+
+    /// Every (SA, sequence numbers) that was sent more than once.
+    pub fn reused(&self) -> Vec<(SaId, SeqRange)> {
+        self.log().reused.clone()
+    }
+
+    /// How many distinct sequence numbers were sent on `id`.
+    pub fn sent_count(&self, id: &SaId) -> u64 {
+        self.log()
+            .sent
+            .get(id)
+            .map_or(0, |r| r.iter().map(|(a, b)| b - a + 1).sum())
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -64,6 +135,7 @@ pub struct MemoryDataplane {
     events: Vec<DataplaneEvent>,
     now: u64,
     rng: u64,
+    wire: Option<Wire>,
 }
 
 impl MemoryDataplane {
@@ -77,7 +149,15 @@ impl MemoryDataplane {
             events: Vec::new(),
             now: 0,
             rng: seed | 1,
+            wire: None,
         }
+    }
+
+    /// Records every packet this data plane sends on `wire` (shared with
+    /// other nodes' data planes), so tests can check no (SPI, sequence
+    /// number) pair is ever used twice.
+    pub fn attach_wire(&mut self, wire: Wire) {
+        self.wire = Some(wire);
     }
 
     fn next_random(&mut self) -> u64 {
@@ -230,6 +310,9 @@ impl MemoryDataplane {
             last: first + n - u64::from(n > 0),
             count: n,
         };
+        if let (Some(w), true) = (&self.wire, n > 0) {
+            w.record(*id, range.first, range.last);
+        }
         self.check_replay_event(id, ReplayEventCause::Threshold);
         self.check_lifetime(id);
         Ok(range)
