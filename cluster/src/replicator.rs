@@ -202,6 +202,7 @@ async fn run(
     etx: mpsc::UnboundedSender<ReplicatorEvent>,
 ) {
     let mut waiters: HashMap<Token, Vec<Reply<()>>> = HashMap::new();
+    let mut prune_at = 1024;
     loop {
         tokio::select! {
             ev = chan_rx.recv() => {
@@ -225,6 +226,17 @@ async fn run(
                     }
                 }
             }
+        }
+        if waiters.len() >= prune_at {
+            // Callers that timed out dropped their receivers: forget those tokens.
+            waiters.retain(|t, ws| {
+                ws.retain(|w| !w.is_closed());
+                if ws.is_empty() {
+                    log.untrack(t);
+                }
+                !ws.is_empty()
+            });
+            prune_at = (waiters.len() * 2).max(1024);
         }
         while let Some((to, msg)) = log.poll_transmit() {
             // A failure means the session just went; its PeerDisconnected follows.

@@ -234,6 +234,32 @@ fn garbage_on_the_port_does_not_hurt_the_node() {
         };
         assert!(closed, "junk connection left open");
     }
+    // A flood of idle connections: those over the cap are closed at once, the rest
+    // at the handshake deadline (500 ms here).
+    let flood: Vec<std::net::TcpStream> = (0..100)
+        .map(|_| std::net::TcpStream::connect(target).unwrap())
+        .collect();
+    let start = Instant::now();
+    for mut s in flood {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 16];
+        match s.read(&mut buf) {
+            Ok(0) => {}
+            Err(e) => assert!(
+                !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ),
+                "idle connection left open"
+            ),
+            Ok(n) => panic!("server sent {n} bytes to an idle client"),
+        }
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
     // The real session is untouched and replication still works.
     assert_eq!(b.connected(), 1);
     let t =

@@ -18,7 +18,10 @@
 //!   must complete within `handshake_timeout`.
 //! - **Hostile input**: anything that fails the Noise handshake, decryption, framing
 //!   or Hello rules closes that connection only (logged at debug level); it never
-//!   panics and never affects other connections.
+//!   panics and never affects other connections. At most [`MAX_ACCEPTED`] accepted
+//!   connections exist at once (each costs about 200 KiB of buffers); further ones
+//!   are closed on accept, so a flood of junk connections cannot exhaust memory, and
+//!   each lasts at most `handshake_timeout` unless it authenticates.
 //! - **Order**: messages from one peer reach the owner in the order sent, within a
 //!   session. Across sessions nothing is promised: the replication log resyncs.
 
@@ -36,6 +39,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::transport::{MAX_MESSAGE, Role};
+
+/// Most accepted (inbound) connections alive at once, authenticated or not.
+pub const MAX_ACCEPTED: usize = 64;
 
 /// Channel settings (`[cluster] node`, `listen`, `peers`, `key_file`).
 #[derive(Debug, Clone)]
@@ -248,15 +254,22 @@ async fn accept_loop(
     itx: mpsc::UnboundedSender<Internal>,
     next_id: Arc<AtomicU64>,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_ACCEPTED));
     loop {
         match listener.accept().await {
             Ok((stream, from)) => {
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    tracing::warn!(%from, "cluster channel: too many inbound connections, closing");
+                    drop(stream);
+                    continue;
+                };
                 let id = next_id.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(%from, conn = id, "cluster channel: accepted");
                 let cfg = cfg.clone();
                 let itx = itx.clone();
                 tokio::spawn(async move {
                     conn::run(stream, Role::Responder, None, id, cfg, itx).await;
+                    drop(permit);
                 });
             }
             Err(e) => {

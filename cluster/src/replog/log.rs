@@ -406,6 +406,11 @@ impl ReplicationLog {
         self.check_waiting();
     }
 
+    /// Stops tracking a token (the caller gave up waiting).
+    pub fn untrack(&mut self, token: &Token) {
+        self.waiting.retain(|t| t != token);
+    }
+
     fn check_waiting(&mut self) {
         if self.waiting.is_empty() {
             return;
