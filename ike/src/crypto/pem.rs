@@ -86,7 +86,7 @@ pub(crate) fn base64_decode(input: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoEr
         data = rest;
         pads += 1;
     }
-    if pads > 2 || (pads > 0 && (data.len() + pads) % 4 != 0) || data.len() % 4 == 1 {
+    if pads > 2 || (pads > 0 && !(data.len() + pads).is_multiple_of(4)) || data.len() % 4 == 1 {
         return Err(bad);
     }
     let mut out = Zeroizing::new(Vec::with_capacity(data.len() / 4 * 3 + 2));

@@ -180,8 +180,8 @@ pub fn ke_from_private(
         }
         KeGroup::ECP_256 => Ok(Box::new(Ecp256Exchange::from_private(private)?)),
         KeGroup::ECP_384 => Ok(Box::new(Ecp384Exchange::from_private(private)?)),
-        KeGroup::MODP_2048 => MODP_2048.from_private(private),
-        KeGroup::MODP_3072 => MODP_3072.from_private(private),
+        KeGroup::MODP_2048 => MODP_2048.exchange_from_private(private),
+        KeGroup::MODP_3072 => MODP_3072.exchange_from_private(private),
         _ => Err(CryptoError::Unsupported("key exchange group")),
     }
 }

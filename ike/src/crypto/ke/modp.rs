@@ -161,7 +161,10 @@ impl<const L: usize> KeyExchange for ModpExchange<L> {
 
 impl ModpMethod {
     /// A deterministic exchange from a big-endian private exponent (known-answer tests).
-    pub(crate) fn from_private(&self, private: &[u8]) -> Result<Box<dyn KeyExchange>, CryptoError> {
+    pub(crate) fn exchange_from_private(
+        &self,
+        private: &[u8],
+    ) -> Result<Box<dyn KeyExchange>, CryptoError> {
         Ok(match self.which {
             Which::P2048 => Box::new(ModpExchange::new(&P2048, private)?),
             Which::P3072 => Box::new(ModpExchange::new(&P3072, private)?),
@@ -188,7 +191,7 @@ impl KeMethod for ModpMethod {
         if let Some(top) = x.first_mut() {
             *top |= 0x80;
         }
-        self.from_private(&x)
+        self.exchange_from_private(&x)
     }
 }
 
@@ -213,11 +216,11 @@ mod tests {
     /// Private exponent 1 gives the generator; exponent 2 gives 4; both padded.
     #[test]
     fn small_exponents_by_hand() {
-        let a = MODP_2048.from_private(&[1]).unwrap();
+        let a = MODP_2048.exchange_from_private(&[1]).unwrap();
         let mut two = vec![0u8; 256];
         two[255] = 2;
         assert_eq!(a.public_value(), &two[..]);
-        let b = MODP_3072.from_private(&[0, 2]).unwrap();
+        let b = MODP_3072.exchange_from_private(&[0, 2]).unwrap();
         let mut four = vec![0u8; 384];
         four[383] = 4;
         assert_eq!(b.public_value(), &four[..]);
@@ -249,8 +252,8 @@ mod tests {
         }
         let a = MODP_2048.start().unwrap();
         assert!(a.complete(&[2u8; 255]).is_err());
-        assert!(MODP_2048.from_private(&[]).is_err());
-        assert!(MODP_2048.from_private(&[0; 8]).is_err());
-        assert!(MODP_2048.from_private(&[1; 257]).is_err());
+        assert!(MODP_2048.exchange_from_private(&[]).is_err());
+        assert!(MODP_2048.exchange_from_private(&[0; 8]).is_err());
+        assert!(MODP_2048.exchange_from_private(&[1; 257]).is_err());
     }
 }
