@@ -4,3 +4,7 @@
 //! is the sans-IO [`ike`] crate, which this crate drives (DESIGN §1).
 
 pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod keylog;
+pub mod metrics;

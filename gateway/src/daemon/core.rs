@@ -1,0 +1,179 @@
+//! The seam between the daemon and the sans-IO protocol core.
+//!
+//! The daemon drives anything that implements [`Core`]: datagrams and timeouts go in,
+//! [`Output`]s come out (quinn's `handle_*` / `poll_*` split, DESIGN §1). The protocol
+//! core (`ike::endpoint::Endpoint`) plugs in through an adapter that also executes its
+//! data-plane effects; until it is built into this crate, [`NoCore`] stands in.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use crate::config::GatewayConfig;
+use crate::control::IkeSaView;
+
+/// Something the core asks the daemon to do.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Output {
+    /// Send `data` (an IKE message) from `local` to `remote`; on the NAT-T port the
+    /// daemon prepends the non-ESP marker (RFC 3948 §2.2).
+    Send {
+        /// Our address and port.
+        local: SocketAddr,
+        /// Destination.
+        remote: SocketAddr,
+        /// The IKE message.
+        data: Vec<u8>,
+    },
+    /// One line for the Wireshark `ikev2_decryption_table` key log.
+    KeyLog(String),
+    /// Something happened, for logs and metrics.
+    Event(Event),
+}
+
+/// Events for logs and metrics.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Event {
+    /// An IKE SA was established.
+    IkeUp {
+        /// Id.
+        id: String,
+        /// Connection.
+        connection: String,
+        /// Peer.
+        remote: SocketAddr,
+    },
+    /// An IKE SA went away.
+    IkeDown {
+        /// Id.
+        id: String,
+        /// Why.
+        reason: String,
+    },
+    /// An IKE SA was rekeyed.
+    IkeRekeyed {
+        /// Old id.
+        old: String,
+        /// New id.
+        new: String,
+    },
+    /// A Child SA was installed.
+    ChildUp {
+        /// Its IKE SA.
+        ike_sa: String,
+        /// Inbound SPI.
+        spi_in: u32,
+        /// Whether it replaced another.
+        rekey: bool,
+    },
+    /// A Child SA was removed.
+    ChildDown {
+        /// Its IKE SA.
+        ike_sa: String,
+        /// Inbound SPI.
+        spi_in: u32,
+    },
+    /// A request was answered.
+    Exchange {
+        /// Exchange type name.
+        exchange: String,
+    },
+    /// A retransmitted request got the cached response.
+    RetransmitAnswered,
+    /// A datagram was dropped or refused.
+    Dropped {
+        /// Stable label.
+        reason: String,
+    },
+    /// An IKE_AUTH failed.
+    AuthFailed {
+        /// Peer.
+        remote: SocketAddr,
+    },
+    /// The data plane refused an operation.
+    DataplaneError {
+        /// What failed.
+        message: String,
+    },
+}
+
+/// Counts for `ikectl status` and the gauges.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct Counts {
+    /// Established IKE SAs.
+    pub ike_sas: usize,
+    /// Half-open IKE SAs.
+    pub half_open: usize,
+    /// Child SAs.
+    pub child_sas: usize,
+}
+
+/// A protocol core the daemon can drive. Time is always an argument.
+pub trait Core: Send {
+    /// Short description for `ikectl status`.
+    fn name(&self) -> &'static str;
+    /// One received IKE message (non-ESP marker already removed).
+    fn handle_datagram(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, data: &[u8]);
+    /// Runs due timers; spurious calls are harmless.
+    fn handle_timeout(&mut self, now: Instant);
+    /// When [`Core::handle_timeout`] next has work.
+    fn poll_timeout(&self) -> Option<Instant>;
+    /// Next output, in order.
+    fn poll_output(&mut self) -> Option<Output>;
+    /// Operator `terminate`: starts deleting the IKE SA `id`; false if unknown.
+    fn terminate(&mut self, now: Instant, id: &str) -> bool;
+    /// Every IKE SA.
+    fn list(&self, now: Instant) -> Vec<IkeSaView>;
+    /// Applies a new configuration, keeping established SAs.
+    fn reconfigure(&mut self, config: &GatewayConfig);
+    /// Current counts.
+    fn counts(&self) -> Counts;
+}
+
+/// Stands in for the protocol core until `ike::endpoint` is built into the gateway:
+/// every datagram is dropped (and counted), there are never any SAs.
+#[derive(Debug, Default)]
+pub struct NoCore {
+    out: std::collections::VecDeque<Output>,
+}
+
+impl Core for NoCore {
+    fn name(&self) -> &'static str {
+        "none (ike::endpoint not yet built in: datagrams are dropped)"
+    }
+
+    fn handle_datagram(
+        &mut self,
+        _now: Instant,
+        _local: SocketAddr,
+        _remote: SocketAddr,
+        _data: &[u8],
+    ) {
+        self.out.push_back(Output::Event(Event::Dropped {
+            reason: "no_protocol_core".into(),
+        }));
+    }
+
+    fn handle_timeout(&mut self, _now: Instant) {}
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+
+    fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    fn terminate(&mut self, _now: Instant, _id: &str) -> bool {
+        false
+    }
+
+    fn list(&self, _now: Instant) -> Vec<IkeSaView> {
+        Vec::new()
+    }
+
+    fn reconfigure(&mut self, _config: &GatewayConfig) {}
+
+    fn counts(&self) -> Counts {
+        Counts::default()
+    }
+}
