@@ -5,4 +5,5 @@
 
 pub mod config;
 pub mod crypto;
+pub mod policy;
 pub mod wire;
