@@ -6,5 +6,6 @@
 //! so the state machines in [`crate`] and the gateway can call them from anywhere.
 
 pub mod identity;
+pub mod pool;
 pub mod proposal;
 pub mod ts;
