@@ -10,6 +10,20 @@
 //!   [`channel::Channel`], with an async handle.
 //!
 //! Node names and the cluster key come from the `heartbeat` crate and are re-exported.
+//!
+//! # Wiring (what the gateway does with `[cluster]`)
+//!
+//! - `key_file` → [`ClusterKey::load`] (format in [`heartbeat::key`]). Both the
+//!   heartbeat MAC key and the channel PSK are derived from it.
+//! - One incarnation per boot ([`heartbeat::driver::boot_incarnation`]) goes to both
+//!   the heartbeat [`heartbeat::Detector`] and [`channel::ChannelConfig`].
+//! - `listen` / `peers` addresses: the channel uses TCP and the heartbeat UDP on the
+//!   same address and port.
+//! - Membership events from the heartbeat → [`replicator::Replicator::set_live_members`]
+//!   (so `sync = "ack"` waits exactly for the live members), and to the SA layer for
+//!   takeover.
+//! - `sync = "ack"`: publish, then [`replicator::Replicator::wait_acked`] (bounded by a
+//!   timeout) before the IKE response leaves; `sync = "async"`: publish only.
 
 pub mod channel;
 pub mod replicator;

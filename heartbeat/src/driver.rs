@@ -104,6 +104,15 @@ async fn run(
 ) {
     let mut buf = vec![0u8; 2048];
     loop {
+        // Read what already arrived before running timers: after a stall of this
+        // process (VM pause, overload) the peers' heartbeats are sitting in the
+        // socket buffer, and they must count before any detection timer fires.
+        while let Ok((n, from)) = socket.try_recv_from(&mut buf) {
+            let data = buf.get(..n).unwrap_or_default();
+            if let Err(reason) = det.handle_datagram(Instant::now(), data) {
+                tracing::debug!(%from, %reason, "heartbeat dropped");
+            }
+        }
         let now = Instant::now();
         det.handle_timeout(now);
         while let Some(t) = det.poll_transmit(now) {
