@@ -7,6 +7,8 @@
 # Usage (as root, on the host or inside interop's real-kernel VM):
 #   interop/capture/capture-strongswan.sh [--kernel libipsec|netlink] [--out DIR] CASE...
 #   interop/capture/capture-strongswan.sh all
+#   interop/vm/run-in-vm -w testvectors -- interop/capture/capture-strongswan.sh --kernel netlink CASE
+#     (kernel-netlink inside Debian's kernel: genuine NAT detection; output in CASE-xfrm/)
 # Cases: see `case_config` below (or run with no argument).
 #
 # The host kernel has XFRM but no ESP, so by default charon uses the kernel-libipsec
@@ -249,34 +251,36 @@ run_case() {
   ip netns exec "$NS_GW" tcpdump -i eth0 -n -U --immediate-mode -Z root -s 0 -w "$WORK/capture.pcap" udp port 500 or udp port 4500 \
     2>"$WORK/tcpdump.log" &
   PIDS+=($!)
-  wait_for 5 grep -q "listening on" "$WORK/tcpdump.log"
+  wait_for 30 grep -q "listening on" "$WORK/tcpdump.log"
   start_charon "$NS_GW" "$WORK/gw"
   start_charon "$NS_CL" "$WORK/client"
-  wait_for 10 swan gw --stats
-  wait_for 10 swan client --stats
+  wait_for 30 swan gw --stats
+  wait_for 30 swan client --stats
   swan gw --load-all --file "$WORK/gw/swanctl.conf"
   swan client --load-all --file "$WORK/client/swanctl.conf"
 
-  swan client --initiate --ike conn --child net --timeout 10
+  swan client --initiate --ike conn --child net --timeout 90
   if [[ $LIFECYCLE == yes ]]; then
     sleep 0.3
     swan client --rekey --child net
-    wait_for 5 grep -q "CHILD_SA net{2} established" "$WORK/client/charon.log"
+    wait_for 60 grep -q "CHILD_SA net{2} established" "$WORK/client/charon.log"
     sleep 0.3
     swan client --rekey --ike conn
-    wait_for 5 grep -q "IKE_SA conn\[2\] rekeyed" "$WORK/client/charon.log"
+    wait_for 60 grep -q "IKE_SA conn\[2\] rekeyed" "$WORK/client/charon.log"
     # dpd_delay = 2s on the client: with no traffic it sends one empty INFORMATIONAL
-    wait_for 5 grep -q "sending DPD request" "$WORK/client/charon.log"
+    wait_for 60 grep -q "sending DPD request" "$WORK/client/charon.log"
     sleep 0.3
-    swan client --terminate --child net --timeout 5
+    swan client --terminate --child net --timeout 60
   fi
   swan client --list-sas --raw >"$WORK/list-sas-client.txt"
   swan gw --list-sas --raw >"$WORK/list-sas-gw.txt"
-  swan client --terminate --ike conn --timeout 5
+  swan client --terminate --ike conn --timeout 60
   sleep 0.3
   cleanup
 
+  # kernel-netlink runs (inside a kernel with ESP) go beside the libipsec ones
   local dest=$OUT/$name
+  [[ $KERNEL == netlink ]] && dest=$OUT/$name-xfrm
   rm -rf "$dest"; mkdir -p "$dest/config/gw" "$dest/config/client"
   for n in gw client; do
     cp "$WORK/$n/swanctl.conf" "$WORK/$n/strongswan.conf" "$dest/config/$n/"

@@ -269,6 +269,25 @@ def decrypt_sk(msg, hdr_np_off, sk_off, sk_body, skf, keys, suite, from_initiato
     return pt[:len(pt) - padlen - 1]
 
 
+def check_natd(hdr, outer, src, sport, dst, dport):
+    """RFC 7296 §2.23: NAT_DETECTION_*_IP = SHA-1(SPIi | SPIr | IP | port). Reports
+    whether each hash matches the addresses the datagram really carried (strongSwan
+    with kernel-libipsec fakes the source hash to force UDP encapsulation)."""
+    import socket
+    out = {}
+    for t, body in outer:
+        if t != 41 or len(body) < 4:
+            continue
+        ntype = struct.unpack(">H", body[2:4])[0]
+        if ntype not in (16388, 16389):
+            continue
+        ip, port = (src, sport) if ntype == 16388 else (dst, dport)
+        calc = hashlib.sha1(hdr["spi_i"] + hdr["spi_r"] + socket.inet_aton(ip) + struct.pack(">H", port)).digest()
+        key = "source_ip_hash_matches" if ntype == 16388 else "destination_ip_hash_matches"
+        out[key] = calc == body[4 + body[1]:]
+    return out
+
+
 def check_psk_auth(sa, inner, from_initiator, psk, init_msgs):
     """RFC 7296 §2.15: AUTH = prf(prf(PSK, "Key Pad for IKEv2"), signed octets)."""
     h = sa["_suite"].prf_hash
@@ -451,6 +470,8 @@ def main():
              "payloads": [PAYLOADS.get(p[0], str(p[0])) for p in outer], "encrypted": False,
              "fragment": None, "ike_sa": None, "decrypted_file": None, "inner_payloads": None}
         base = f"{seq:02d}-{exch}-{'response' if is_resp else 'request'}"
+        if hdr["exchange"] == 34:
+            m["nat_detection"] = check_natd(hdr, outer, src, sport, dst, dport)
         plain = None
         if hdr["exchange"] == 34:
             if not is_resp:

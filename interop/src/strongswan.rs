@@ -150,7 +150,8 @@ impl Charon {
         Ok(())
     }
 
-    /// Initiates `child` of connection `ike` and waits (up to 10 s) for the outcome.
+    /// Initiates `child` of connection `ike` and waits (up to 30 s, enough for charon's
+    /// retransmissions on a loaded machine) for the outcome.
     pub fn initiate(&self, ike: &str, child: &str) -> Result<(), Error> {
         self.swanctl(&[
             "--initiate",
@@ -159,7 +160,7 @@ impl Charon {
             "--child",
             child,
             "--timeout",
-            "10",
+            "30",
         ])?;
         Ok(())
     }
@@ -178,13 +179,13 @@ impl Charon {
 
     /// Deletes the IKE SA(s) of connection `ike` (INFORMATIONAL with Delete) and waits.
     pub fn terminate_ike(&self, ike: &str) -> Result<(), Error> {
-        self.swanctl(&["--terminate", "--ike", ike, "--timeout", "10"])?;
+        self.swanctl(&["--terminate", "--ike", ike, "--timeout", "30"])?;
         Ok(())
     }
 
     /// Deletes the Child SA(s) of child config `child` and waits.
     pub fn terminate_child(&self, child: &str) -> Result<(), Error> {
-        self.swanctl(&["--terminate", "--child", child, "--timeout", "10"])?;
+        self.swanctl(&["--terminate", "--child", child, "--timeout", "30"])?;
         Ok(())
     }
 
