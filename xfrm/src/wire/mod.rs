@@ -360,3 +360,74 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod robustness {
+    use super::*;
+
+    /// Random and mutated kernel answers never panic the parser (the house
+    /// rule: no panic on input, even from the kernel).
+    #[test]
+    fn random_datagrams_do_not_panic() {
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        // Seeds: real answers (encoded requests of each kind) to mutate.
+        let sa = crate::types::SaSpec::new(
+            crate::types::SaId::esp("10.0.0.1".parse().unwrap(), crate::types::Spi(0x1234)),
+            "10.0.0.2".parse().unwrap(),
+            crate::types::Mode::Tunnel,
+            1,
+            crate::types::Crypto::Aead {
+                alg: crate::types::AeadAlgorithm::AesGcm,
+                key: crate::types::Key::from_slice(&[1; 20]),
+                icv_bits: 128,
+            },
+        );
+        let seeds: Vec<Vec<u8>> = vec![
+            encode(sa::add(&sa, false), 1, Expect::Dump).bytes.to_vec(),
+            encode(ae::get(&sa.id), 1, Expect::Dump).bytes.to_vec(),
+            encode(
+                ae::set(
+                    &sa.id,
+                    ae::KernelReplay::Esn { window: 64 },
+                    &Default::default(),
+                ),
+                1,
+                Expect::Dump,
+            )
+            .bytes
+            .to_vec(),
+        ];
+        for round in 0..3_000u32 {
+            let mut d = seeds[(round % 3) as usize].clone();
+            // Answer types the parser decodes: NEWSA, NEWPOLICY, NEWAE, EXPIRE, ERROR, DONE.
+            let ty: u16 = [0x10, 0x13, 0x1e, 0x18, 2, 3][(next() % 6) as usize];
+            d[4..6].copy_from_slice(&ty.to_ne_bytes());
+            for _ in 0..(next() % 8) {
+                let i = (next() as usize) % d.len();
+                d[i] = next() as u8;
+            }
+            if next() % 4 == 0 {
+                d.truncate((next() as usize) % d.len());
+            }
+            let mut ex = Exchange::new(1, Expect::Dump);
+            let _ = ex.on_datagram(&d);
+            for (h, p) in split(&d).map_while(Result::ok) {
+                if let Ok(Some(m)) = parse_xfrm(h.ty, p) {
+                    let _ = ae::event(&m);
+                    if let XfrmMessage::AddSa(m) = &m {
+                        let _ = sa::decode(&m.user_sa_info, &m.nlas);
+                    }
+                    if let XfrmMessage::AddPolicy(m) = &m {
+                        let _ = policy::decode(m);
+                    }
+                }
+            }
+        }
+    }
+}
