@@ -25,6 +25,7 @@
 //! ```
 
 pub mod netns;
+pub mod pki;
 pub mod process;
 pub mod responder;
 pub mod strongswan;
@@ -32,9 +33,10 @@ pub mod topology;
 pub mod vici;
 
 pub use netns::{Netns, veth};
+pub use pki::TestPki;
 pub use process::{Daemon, WorkDir, udp_port_bound, wait_for};
 pub use responder::{Batond, Responder, parse_ikectl_list_sas};
-pub use strongswan::{Charon, KernelInterface, PskConnection};
+pub use strongswan::{Charon, KernelInterface, PskConnection, PubkeyAuth};
 pub use topology::{Topology, check_prerequisites};
 pub use vici::{ChildSaInfo, IkeSaInfo};
 

@@ -254,7 +254,7 @@ impl PskConnection {
             keylog.to_string_lossy()
         );
         t += &format!(
-            "[[connection]]\nname = {:?}\nproposals = {}\nesp_proposals = {}\nlocal_id = {:?}\nlocal_auth = \"psk\"\nremote_id = {:?}\nremote_auth = \"psk\"\nlocal_ts = {}\nremote_ts = {}\nfragmentation = {}\n",
+            "[[connection]]\nname = {:?}\nproposals = {}\nesp_proposals = {}\nlocal_id = {:?}\nremote_id = {:?}\nlocal_ts = {}\nremote_ts = {}\nfragmentation = {}\n",
             self.name,
             list(&self.proposals),
             list(&self.esp_proposals),
@@ -264,6 +264,17 @@ impl PskConnection {
             list(&remote_ts),
             self.fragmentation
         );
+        match &self.pubkey {
+            None => t += "local_auth = \"psk\"\nremote_auth = \"psk\"\n",
+            Some(pk) => {
+                t += &format!(
+                    "local_auth = \"pubkey\"\nlocal_cert = {:?}\nlocal_key = {:?}\nremote_auth = \"pubkey\"\nremote_ca = {:?}\n",
+                    pk.local_cert.to_string_lossy(),
+                    pk.local_key.to_string_lossy(),
+                    pk.remote_ca.to_string_lossy()
+                );
+            }
+        }
         if let Some((pool, _)) = &self.pool {
             t += &format!("pool = {pool:?}\n");
         }
@@ -276,10 +287,12 @@ impl PskConnection {
                 t += &format!("{key} = {v:?}\n");
             }
         }
-        t += &format!(
-            "\n[[secret]]\nids = [{:?}, {:?}]\npsk = {:?}\n",
-            self.local_id, self.remote_id, self.psk
-        );
+        if self.pubkey.is_none() {
+            t += &format!(
+                "\n[[secret]]\nids = [{:?}, {:?}]\npsk = {:?}\n",
+                self.local_id, self.remote_id, self.psk
+            );
+        }
         if let Some((pool, cidr)) = &self.pool {
             t += &format!("\n[pool.{pool}]\naddrs = {cidr:?}\ndns = [\"10.1.0.53\"]\n");
         }

@@ -150,6 +150,31 @@ impl Charon {
         Ok(())
     }
 
+    /// Loads `conn`: copies its certificate, key and CA (if it uses certificates) to
+    /// x509/, private/ and x509ca/ beside swanctl.conf, then [`Self::load`]s it.
+    pub fn load_connection(&self, conn: &PskConnection) -> Result<(), Error> {
+        if let Some(pk) = &conn.pubkey {
+            for (from, sub) in [
+                (&pk.local_cert, "x509"),
+                (&pk.local_key, "private"),
+                (&pk.remote_ca, "x509ca"),
+            ] {
+                let d = self.dir.path().join(sub);
+                std::fs::create_dir_all(&d)
+                    .map_err(|e| Error::new(format!("mkdir {}: {e}", d.display())))?;
+                let to = d.join(if sub == "x509ca" {
+                    "ca.pem"
+                } else {
+                    "local.pem"
+                });
+                std::fs::copy(from, &to).map_err(|e| {
+                    Error::new(format!("copy {} to {}: {e}", from.display(), to.display()))
+                })?;
+            }
+        }
+        self.load(&conn.to_swanctl_conf())
+    }
+
     /// Initiates `child` of connection `ike` and waits (up to 30 s, enough for charon's
     /// retransmissions on a loaded machine) for the outcome.
     pub fn initiate(&self, ike: &str, child: &str) -> Result<(), Error> {
@@ -258,6 +283,20 @@ pub struct PskConnection {
     pub dpd_delay: Option<String>,
     /// Allow IKE fragmentation (RFC 7383).
     pub fragmentation: bool,
+    /// Authenticate with certificates (RFC 7427 signatures) instead of the PSK.
+    pub pubkey: Option<PubkeyAuth>,
+}
+
+/// Certificate authentication for a [`PskConnection`]: PEM files (see
+/// [`crate::pki::TestPki`]).
+#[derive(Debug, Clone)]
+pub struct PubkeyAuth {
+    /// Our end-entity certificate.
+    pub local_cert: PathBuf,
+    /// Its private key.
+    pub local_key: PathBuf,
+    /// The CA the peer's certificate must chain to.
+    pub remote_ca: PathBuf,
 }
 
 /// The PSK of DESIGN §5's example.
@@ -285,6 +324,7 @@ impl PskConnection {
             child_rekey_time: None,
             dpd_delay: None,
             fragmentation: true,
+            pubkey: None,
         }
     }
 
@@ -333,11 +373,21 @@ impl PskConnection {
         if let Some(t) = &self.dpd_delay {
             let _ = writeln!(c, "    dpd_delay = {t}");
         }
-        let _ = writeln!(
-            c,
-            "    local {{\n      auth = psk\n      id = {}\n    }}\n    remote {{\n      auth = psk\n      id = {}\n    }}",
-            self.local_id, self.remote_id
-        );
+        if self.pubkey.is_some() {
+            // File names inside x509/ and x509ca/ beside swanctl.conf, where
+            // `Charon::load_connection` copies them.
+            let _ = writeln!(
+                c,
+                "    local {{\n      auth = pubkey\n      id = {}\n      certs = local.pem\n    }}\n    remote {{\n      auth = pubkey\n      id = {}\n      cacerts = ca.pem\n    }}",
+                self.local_id, self.remote_id
+            );
+        } else {
+            let _ = writeln!(
+                c,
+                "    local {{\n      auth = psk\n      id = {}\n    }}\n    remote {{\n      auth = psk\n      id = {}\n    }}",
+                self.local_id, self.remote_id
+            );
+        }
         let _ = writeln!(c, "    children {{\n      {} {{", self.child);
         if !self.local_ts.is_empty() {
             let _ = writeln!(c, "        local_ts = {}", self.local_ts.join(","));
@@ -354,11 +404,13 @@ impl PskConnection {
             let _ = writeln!(c, "        rekey_time = {t}");
         }
         let _ = writeln!(c, "      }}\n    }}\n  }}\n}}");
-        let _ = writeln!(
-            c,
-            "secrets {{\n  ike-1 {{\n    id-1 = {}\n    id-2 = {}\n    secret = \"{}\"\n  }}\n}}",
-            self.local_id, self.remote_id, self.psk
-        );
+        if self.pubkey.is_none() {
+            let _ = writeln!(
+                c,
+                "secrets {{\n  ike-1 {{\n    id-1 = {}\n    id-2 = {}\n    secret = \"{}\"\n  }}\n}}",
+                self.local_id, self.remote_id, self.psk
+            );
+        }
         if let Some((pool, cidr)) = &self.pool {
             let _ = writeln!(c, "pools {{\n  {pool} {{\n    addrs = {cidr}\n  }}\n}}");
         }

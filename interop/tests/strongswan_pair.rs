@@ -283,3 +283,53 @@ fn batond_runner_starts_a_responder_and_reads_ikectl_json() {
     assert!(Responder::log(&gw).contains("bound 198.51.100.1:500 198.51.100.1:4500"));
     gw.stop().expect("stop");
 }
+
+#[test]
+fn certificate_tunnel_establishes() {
+    prerequisites();
+    let pki = interop::TestPki::new(2048).expect("test CA");
+    let gw_cert = pki.issue("gw.example").expect("gateway cert");
+    let client_cert = pki.issue("client.example").expect("client cert");
+    let topo = Topology::direct().expect("topology");
+
+    let mut gw_conn = PskConnection::gateway(topo.gateway_addr);
+    gw_conn.proposals = vec!["aes256gcm16-prfsha384-ecp384".into()];
+    gw_conn.esp_proposals = vec!["aes256gcm16".into()];
+    gw_conn.pubkey = Some(pki.auth(&gw_cert));
+    let mut cl_conn = PskConnection::client(topo.gateway_addr);
+    cl_conn.proposals = gw_conn.proposals.clone();
+    cl_conn.esp_proposals = gw_conn.esp_proposals.clone();
+    cl_conn.pubkey = Some(pki.auth(&client_cert));
+    // The batond form of the same gateway names the PEM files.
+    let toml = gw_conn.to_batond_toml("198.51.100.1", std::path::Path::new("/tmp/s"), "memory");
+    assert!(
+        toml.contains("local_auth = \"pubkey\"") && !toml.contains("[[secret]]"),
+        "{toml}"
+    );
+
+    let gw = Charon::start(&topo.gateway, "gw").expect("gateway charon");
+    gw.load_connection(&gw_conn).expect("load gateway");
+    let client = Charon::start(&topo.client, "client").expect("client charon");
+    client.load_connection(&cl_conn).expect("load client");
+    client
+        .initiate("home", "net")
+        .expect("initiate with certificates");
+
+    let c_sas = client.list_sas().expect("list-sas");
+    let g_sas = gw.list_sas().expect("list-sas");
+    assert_views_agree(only_ike_sa(&c_sas), only_ike_sa(&g_sas));
+    // Authenticated by signature: charon logs which method verified the peer.
+    assert!(
+        client
+            .log()
+            .contains("authentication of 'gw.example' with RSA"),
+        "client log:\n{}",
+        client.log()
+    );
+    assert_eq!(
+        interop::vici::flatten(&g_sas[0].raw)
+            .get("encr-keysize")
+            .map(String::as_str),
+        Some("256")
+    );
+}
