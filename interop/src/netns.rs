@@ -16,10 +16,22 @@ pub fn unique_tag() -> String {
     format!("{}-{n}", std::process::id())
 }
 
+/// A `Command` for `program` whose PATH also has /usr/sbin and /sbin (where Debian puts
+/// `ip`, `nft` and `swanctl`), which a non-login root shell or CI job may lack.
+pub fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let mut c = Command::new(program);
+    c.env(
+        "PATH",
+        format!("{path}:/usr/local/sbin:/usr/sbin:/sbin:/usr/bin:/bin"),
+    );
+    c
+}
+
 /// Runs a command to completion; a non-zero exit becomes an error carrying the
 /// command line and its stderr.
 pub fn run(program: &str, args: &[&str]) -> Result<Output, Error> {
-    let out = Command::new(program)
+    let out = command(program)
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -72,7 +84,7 @@ impl Netns {
 
     /// A `Command` that runs `program` inside the namespace.
     pub fn command(&self, program: &str) -> Command {
-        let mut c = Command::new("ip");
+        let mut c = command("ip");
         c.args(["netns", "exec", &self.name, program]);
         c
     }

@@ -88,7 +88,7 @@ impl Batond {
         let socket = self.socket.to_string_lossy().into_owned();
         let mut a = vec!["--socket", socket.as_str()];
         a.extend_from_slice(args);
-        let out = std::process::Command::new(&self.ikectl)
+        let out = crate::netns::command(&self.ikectl)
             .args(&a)
             .stdin(Stdio::null())
             .output()

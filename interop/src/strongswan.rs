@@ -122,7 +122,7 @@ impl Charon {
         let uri = format!("unix://{}", self.vici_socket().display());
         let mut a = args.to_vec();
         a.extend(["--uri", uri.as_str()]);
-        let out = std::process::Command::new("swanctl")
+        let out = crate::netns::command("swanctl")
             .args(&a)
             .stdin(Stdio::null())
             .output()
