@@ -491,3 +491,79 @@ fn garbage_and_protocol_violations_are_errors_not_panics() {
     assert!(net.nodes[0].handle_message(&stranger, &ack).is_err());
     assert!(net.nodes[0].publish(key(1), vec![0; 70_000]).is_err());
 }
+
+/// Random writes, deletes, link breaks, partitions and restarts; after healing,
+/// every node holds the same records, and every acked token is held by everyone.
+#[test]
+fn chaos_converges_for_many_seeds() {
+    for seed in 1..=25u64 {
+        let n = 2 + (seed % 4) as usize;
+        let mut net = Net::new(n, seed * 7919);
+        let mut tracked: Vec<(usize, Token)> = Vec::new();
+        for round in 0..400 {
+            let i = net.rng.below(n as u64) as usize;
+            match net.rng.below(100) {
+                0..=59 => {
+                    let k = key(net.rng.below(50));
+                    let t = net.nodes[i]
+                        .publish(k, format!("{seed}/{round}").into_bytes())
+                        .unwrap();
+                    if net.rng.below(5) == 0 {
+                        net.nodes[i].track(t.clone());
+                        tracked.push((i, t));
+                    }
+                }
+                60..=69 => {
+                    let k = key(net.rng.below(50));
+                    net.nodes[i].delete(k);
+                }
+                70..=79 => {
+                    let j = net.rng.below(n as u64) as usize;
+                    if i != j {
+                        net.disconnect(i, j);
+                    }
+                }
+                80..=84 => {
+                    let side: Vec<usize> = (0..n).filter(|_| net.rng.below(2) == 0).collect();
+                    net.partition(&side);
+                }
+                85..=87 => {
+                    net.restart(i);
+                    tracked.retain(|(o, _)| *o != i);
+                }
+                _ => net.heal(),
+            }
+            for _ in 0..net.rng.below(4) {
+                net.step();
+            }
+        }
+        net.heal();
+        net.settle();
+        net.assert_converged(&(0..n).collect::<Vec<_>>());
+        for (o, t) in &tracked {
+            assert!(
+                net.nodes[*o].is_acked_by_all_live(t),
+                "seed {seed}: {t:?} not acked"
+            );
+            // Acked means held: every node has this version or a newer one.
+            for j in 0..n {
+                if let Some(r) = net.nodes[j].record(&t.key) {
+                    assert!(
+                        r.version >= t.version,
+                        "seed {seed}: node {j} is behind an acked write"
+                    );
+                }
+            }
+            assert!(
+                net.events[*o].contains(&ReplEvent::Acked(t.clone())),
+                "seed {seed}"
+            );
+        }
+        for i in 0..n {
+            assert!(net.nodes[i].is_synced_with_live(), "seed {seed} node {i}");
+            for (_, s) in net.nodes[i].all_peer_stats() {
+                assert_eq!(s.lag(), 0, "seed {seed}");
+            }
+        }
+    }
+}
