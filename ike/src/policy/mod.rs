@@ -5,6 +5,7 @@
 //! Nothing here does I/O or reads a clock: time is passed in, results come back as values,
 //! so the state machines in [`crate`] and the gateway can call them from anywhere.
 
+pub mod cert;
 pub mod identity;
 pub mod pool;
 pub mod proposal;
