@@ -348,9 +348,10 @@ pub fn select_child(
         for offer in &offers {
             if let Some((proposal, suite)) = match_child(cfg, offer, peer_ke, pfs_required) {
                 if let Some(g) = suite.ke
-                    && Some(g) != peer_ke {
-                        return Err(SelectError::InvalidKe(g));
-                    }
+                    && Some(g) != peer_ke
+                {
+                    return Err(SelectError::InvalidKe(g));
+                }
                 return Ok((proposal, suite));
             }
         }
