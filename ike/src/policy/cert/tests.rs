@@ -17,6 +17,10 @@ const EE_TOO_DEEP: &[u8] = include_bytes!("../testdata/ee_too_deep.der");
 const LEAF_BY_EE: &[u8] = include_bytes!("../testdata/leaf_by_ee.der");
 const NOKS_CA: &[u8] = include_bytes!("../testdata/noks_ca.der");
 const EE_BY_NOKS: &[u8] = include_bytes!("../testdata/ee_by_noks.der");
+const EC_CA: &[u8] = include_bytes!("../testdata/ec_ca.der");
+const EE_ECDSA: &[u8] = include_bytes!("../testdata/ee_ecdsa.der");
+const CRIT_CA: &[u8] = include_bytes!("../testdata/crit_ca.der");
+const EE_CRIT: &[u8] = include_bytes!("../testdata/ee_crit.der");
 
 /// 2030-01-01T00:00:00Z, inside every test certificate's validity except the expired one.
 fn y2030() -> SystemTime {
@@ -266,4 +270,29 @@ fn pem_bundles_keep_the_exact_der() {
         vec![v(INT), v(CA)]
     );
     assert!(pem_certificates(b"nothing here").is_err());
+}
+
+#[test]
+fn unsupported_algorithms_and_extensions() {
+    let err = validate_chain(EE_ECDSA, &[], &[v(EC_CA)], y2030()).unwrap_err();
+    assert!(matches!(err, CertError::Unsupported { .. }), "{err}");
+    assert!(err.to_string().contains("1.2.840.10045.4.3.2"), "{err}");
+    let err = validate_chain(EE_CRIT, &[], &[v(CRIT_CA)], y2030()).unwrap_err();
+    assert_eq!(
+        err,
+        CertError::UnsupportedCriticalExtension {
+            subject: "C=CH, O=baton test, CN=crit.example".to_owned(),
+            oid: "1.3.6.1.4.1.55555.1".to_owned(),
+        }
+    );
+}
+
+#[test]
+fn end_entity_key_usage_must_allow_signatures() {
+    // The intermediate's keyUsage is keyCertSign + cRLSign only: it cannot sign AUTH.
+    let err = validate_chain(INT, &[], &[v(CA)], y2030()).unwrap_err();
+    assert_eq!(
+        err,
+        CertError::NoDigitalSignature("C=CH, O=baton test, CN=Intermediate CA".to_owned())
+    );
 }

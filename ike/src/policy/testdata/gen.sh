@@ -3,6 +3,8 @@
 # committed). Needs strongSwan's `pki` (Debian: strongswan-pki) and `openssl`.
 # Generated 2026-11-21 with strongSwan pki 5.9.x and OpenSSL 3.0.
 #
+# Regenerating makes new keys: update the CERTREQ hash expected in ../cert/tests.rs.
+#
 # Validity of everything except the expired/future certs: 01.01.26 - 01.01.36 (the tests
 # validate at 2030-01-01).
 set -eu
@@ -68,5 +70,18 @@ pki --pub --in leaf.key.pem | pki --issue --cacert noks_ca.der --cakey noks.key.
   --dn "C=CH, O=baton test, CN=nocertsign.example" -F "$F" -T "$T" > ee_by_noks.der
 
 rm -f noks.csr noks.ext leaf.csr
+
+# An ECDSA hierarchy (signatures we do not verify yet) and an RSA end entity carrying an
+# unknown critical extension, both under their own self-signed roots.
+pki --gen --type ecdsa --size 256 --outform pem > ec_ca.key.pem
+pki --self --ca --in ec_ca.key.pem --dn "C=CH, O=baton test, CN=ECDSA Root" -F "$F" -T "$T" > ec_ca.der
+pki --gen --type ecdsa --size 256 --outform pem > ec_ee.key.pem
+pki --pub --in ec_ee.key.pem | pki --issue --cacert ec_ca.der --cakey ec_ca.key.pem \
+  --dn "C=CH, O=baton test, CN=ecdsa.example" -F "$F" -T "$T" > ee_ecdsa.der
+key crit_ca
+pki --self --ca --in crit_ca.key.pem --dn "C=CH, O=baton test, CN=Crit Root" -F "$F" -T "$T" > crit_ca.der
+pki --pub --in ee.key.pem | pki --issue --cacert crit_ca.der --cakey crit_ca.key.pem \
+  --dn "C=CH, O=baton test, CN=crit.example" --critical 1.3.6.1.4.1.55555.1 -F "$F" -T "$T" > ee_crit.der
+rm -f ec_ca.key.pem ec_ee.key.pem crit_ca.key.pem
 # Keep only the end entity key (ee.key.pem, test-only): IKE_AUTH tests can sign with it.
 rm -f ca.key.pem int.key.pem other_ca.key.pem int2.key.pem noks.key.pem leaf.key.pem

@@ -281,15 +281,24 @@ pub fn contains(outer: &IpTrafficSelector, inner: &IpTrafficSelector) -> bool {
     intersect(outer, inner).as_ref() == Some(inner)
 }
 
+/// The most intersections [`narrow`] collects; the removal of covered selectors is
+/// quadratic, and a TS payload can hold thousands of selectors. Narrowing further than
+/// the peer asked is always allowed (RFC 7296 §2.9), so stopping early is safe.
+pub const MAX_NARROWED: usize = 256;
+
 /// Narrows `proposed` to `configured` (already resolved): all pairwise intersections in
-/// configured order, without duplicates and without those inside another one. Unknown
-/// selector types and malformed selectors in the proposal are ignored.
+/// configured order (at most [`MAX_NARROWED`]), without duplicates and without those
+/// inside another one. Unknown selector types and malformed selectors in the proposal are
+/// ignored.
 pub fn narrow(configured: &[IpTrafficSelector], proposed: &TsPayload) -> Vec<IpTrafficSelector> {
     let mut all: Vec<IpTrafficSelector> = Vec::new();
-    for c in configured {
+    'outer: for c in configured {
         for p in &proposed.selectors {
             let TrafficSelector::Ip(p) = p else { continue };
             if let Some(i) = intersect(c, p) {
+                if all.len() >= MAX_NARROWED {
+                    break 'outer;
+                }
                 all.push(i);
             }
         }

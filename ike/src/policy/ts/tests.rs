@@ -372,3 +372,23 @@ fn duplicates_are_removed_and_text_forms() {
     assert_eq!(ts_to_string(&opaque), "10.0.0.0/8[udp/OPAQUE]");
     assert_eq!(payload_to_string(&TsPayload { selectors: vec![] }), "none");
 }
+
+#[test]
+fn huge_proposals_are_bounded() {
+    // 5000 host selectors (a 64 KiB payload holds about 2700 IPv4 ones): the answer is
+    // capped and comes back quickly.
+    let sels: Vec<IpTrafficSelector> = (0..5000u32)
+        .map(|i| {
+            let a = IpAddr::V4(Ipv4Addr::from(0x0a01_0000 + i));
+            IpTrafficSelector {
+                start_addr: a,
+                end_addr: a,
+                ..range("10.1.0.0", "10.1.0.0")
+            }
+        })
+        .collect();
+    let configured = config_selectors(&[cfg("10.0.0.0/8")], &[]).unwrap();
+    let n = narrow(&configured, &payload(&sels));
+    assert_eq!(n.len(), MAX_NARROWED);
+    assert_eq!(n[0], sels[0]);
+}
