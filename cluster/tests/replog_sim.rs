@@ -372,6 +372,11 @@ fn partition_and_heal_converge_to_the_highest_versions() {
     // Both sides keep writing, including the same keys.
     let more = random_writes(&mut net, 1500, 100);
     net.settle();
+    assert_ne!(
+        net.nodes[0].stats().digest,
+        net.nodes[2].stats().digest,
+        "diverged sides must have different digests"
+    );
     net.assert_converged(&[0, 1]);
     net.assert_converged(&[2, 3, 4]);
     net.heal();

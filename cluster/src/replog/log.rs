@@ -117,6 +117,11 @@ pub struct LogStats {
     pub stale: u64,
     /// Tombstones collected.
     pub tombstones_collected: u64,
+    /// Digest of the whole store (every key with its version and whether it is a
+    /// tombstone), kept up to date incrementally. Two nodes whose stores are equal
+    /// have equal digests; compare them when no writes are in flight (e.g. in
+    /// `ikectl cluster`) to catch silent divergence.
+    pub digest: u128,
 }
 
 enum Pending {
@@ -271,20 +276,28 @@ impl ReplicationLog {
 
     fn store_record(&mut self, key: &RecordKey, rec: Record) {
         let new_dead = rec.value.is_none();
+        self.stats.digest ^= entry_digest(key, &rec);
         match self.store.insert(key.clone(), rec) {
-            Some(old) => match (old.value.is_none(), new_dead) {
-                (true, false) => {
-                    self.stats.tombstones -= 1;
-                    self.stats.live_records += 1;
-                }
-                (false, true) => {
-                    self.stats.tombstones += 1;
-                    self.stats.live_records -= 1;
-                }
-                _ => {}
-            },
+            Some(old) => {
+                self.stats.digest ^= entry_digest(key, &old);
+                self.count_change(old.value.is_none(), new_dead);
+            }
             None if new_dead => self.stats.tombstones += 1,
             None => self.stats.live_records += 1,
+        }
+    }
+
+    fn count_change(&mut self, old_dead: bool, new_dead: bool) {
+        match (old_dead, new_dead) {
+            (true, false) => {
+                self.stats.tombstones -= 1;
+                self.stats.live_records += 1;
+            }
+            (false, true) => {
+                self.stats.tombstones += 1;
+                self.stats.live_records -= 1;
+            }
+            _ => {}
         }
     }
 
@@ -530,7 +543,8 @@ impl ReplicationLog {
     }
 
     fn remove_tombstone(&mut self, key: &RecordKey) {
-        if self.store.remove(key).is_some() {
+        if let Some(old) = self.store.remove(key) {
+            self.stats.digest ^= entry_digest(key, &old);
             self.stats.tombstones -= 1;
             self.stats.tombstones_collected += 1;
         }
@@ -649,4 +663,22 @@ impl ReplicationLog {
     pub fn stats(&self) -> &LogStats {
         &self.stats
     }
+}
+
+/// 128 bits of SHA-256 over one store entry; the store digest is their XOR.
+fn entry_digest(key: &RecordKey, rec: &Record) -> u128 {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    let k = key.as_bytes();
+    h.update([u8::try_from(k.len()).unwrap_or(u8::MAX)]);
+    h.update(k);
+    h.update(rec.version.counter.to_be_bytes());
+    h.update(rec.version.origin.as_str().as_bytes());
+    h.update([u8::from(rec.value.is_none())]);
+    let out = h.finalize();
+    let mut b = [0u8; 16];
+    if let Some(s) = out.get(..16) {
+        b.copy_from_slice(s);
+    }
+    u128::from_be_bytes(b)
 }

@@ -50,6 +50,11 @@
 //! If only the A–C link is broken while both still talk to B, C gets A's records
 //! when A–C reconnects (the heartbeat then also reports A and C as down to each other).
 //!
+//! **Anti-entropy**: [`LogStats::digest`] is a digest of the whole store (every key
+//! with its version), maintained incrementally. Equal stores have equal digests, so
+//! comparing the nodes' digests while no writes are in flight detects silent
+//! divergence (a bug, a lost write) without comparing records.
+//!
 //! Tombstones are kept until every configured peer acknowledged them, so a node
 //! that was away cannot resurrect a deleted record; a peer that stays configured
 //! but never returns keeps tombstones alive.
