@@ -147,6 +147,14 @@ fn three_nodes_replicate_survive_a_kill_and_resync_on_restart() {
     wait_for("c synced with both", 10, || {
         c.rt.block_on(c.rep.is_synced_with_live()).unwrap()
     });
+    // Anti-entropy check: the three store digests agree once writes settle.
+    wait_for("equal digests", 10, || {
+        let d: Vec<u128> = [&a, &b, &c]
+            .iter()
+            .map(|n| n.rt.block_on(n.rep.stats()).unwrap().0.digest)
+            .collect();
+        d[0] == d[1] && d[1] == d[2]
+    });
     let synced: Vec<NodeId> = c
         .drain_events()
         .into_iter()
