@@ -40,6 +40,7 @@ pub(crate) struct Tally {
     /// Invalid cases we rejected.
     pub(crate) invalid_rejected: usize,
     skipped: BTreeMap<String, usize>,
+    notes: BTreeMap<String, usize>,
     failures: Vec<String>,
     failed: usize,
 }
@@ -53,6 +54,7 @@ impl Tally {
             acceptable_passed: 0,
             invalid_rejected: 0,
             skipped: BTreeMap::new(),
+            notes: BTreeMap::new(),
             failures: Vec::new(),
             failed: 0,
         }
@@ -61,6 +63,11 @@ impl Tally {
     /// Records a case that is not run, with the reason (counted and printed).
     pub(crate) fn skip(&mut self, reason: &str) {
         *self.skipped.entry(reason.to_owned()).or_default() += 1;
+    }
+
+    /// Counts a detail worth printing (e.g. how "acceptable" cases went); not a case.
+    pub(crate) fn note(&mut self, what: &str) {
+        *self.notes.entry(what.to_owned()).or_default() += 1;
     }
 
     /// Records a failed case.
@@ -130,6 +137,10 @@ impl Tally {
         }
         line.push_str(&parts.join(", "));
         line.push(')');
+        if !self.notes.is_empty() {
+            let notes: Vec<String> = self.notes.iter().map(|(k, n)| format!("{n} {k}")).collect();
+            line.push_str(&format!(" [{}]", notes.join(", ")));
+        }
         println!("{line}");
 
         let mut err = String::new();
