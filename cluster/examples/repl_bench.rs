@@ -7,7 +7,8 @@
 //! Starts `nodes` replicators on 127.0.0.1 (each in its own single-worker tokio
 //! runtime), has the first publish `records` records of `payload_bytes` each in
 //! batches of 1,000, and measures the time until the last record is acked by every
-//! other node (i.e. applied there). Then measures coalescing: 1,000,000 updates to
+//! other node (i.e. applied there). Then the `sync = "ack"` latency of single
+//! writes, then coalescing: 1,000,000 updates to
 //! 1,000 keys, and how many records that puts on the wire.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -131,7 +132,29 @@ fn main() {
         elapsed.as_secs_f64()
     );
 
+    // sync = "ack" latency: one record at a time, wait until every peer applied it.
+    let mut lat: Vec<Duration> = (0..2000u64)
+        .map(|k| {
+            let t0 = Instant::now();
+            rt.block_on(rep.publish_acked(
+                RecordKey::from_u128(u128::from(500_000_000 + k)),
+                body.clone(),
+            ))
+            .unwrap();
+            t0.elapsed()
+        })
+        .collect();
+    lat.sort();
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    println!(
+        "sync=ack latency (publish until every peer applied it), 2000 sequential writes: p50 {:.0} us, p99 {:.0} us, max {:.0} us",
+        us(lat[lat.len() / 2]),
+        us(lat[lat.len() * 99 / 100]),
+        us(lat[lat.len() - 1])
+    );
+
     // Coalescing: 1,000,000 updates of 1,000 keys.
+    let (_, peers) = rt.block_on(rep.stats()).unwrap();
     let before: u64 = peers[0].1.records_sent;
     let start = Instant::now();
     let mut last = None;
