@@ -209,6 +209,24 @@ fn rfc3526() -> Result<(), Failed> {
                 );
             }
         }
+        // Our modulus is exactly this p: with private exponent 2, (p - 2)^2 mod q = 4 only
+        // if q divides p(p - 4); together with "p - 2 accepted, p - 1 and p rejected" below
+        // this pins q = p.
+        let four = {
+            let mut v = vec![0u8; len];
+            v[len - 1] = 4;
+            v
+        };
+        let r = dh(
+            group,
+            &[2],
+            &add_small(&add_small(&p, -1).unwrap(), -1).unwrap(),
+        )
+        .and_then(|(public, shared)| {
+            eq("g^2", &public, &four)?;
+            eq("(p - 2)^2 mod p", &shared, &four)
+        });
+        t.valid(format!("{group:?} prime is RFC 3526's: (p - 2)^2 = 4"), r);
         // RFC 7296 §3.4 / NIST SP 800-56A 5.6.2.3.1: reject 0, 1, p - 1 and >= p; a value
         // of the wrong length is malformed.
         let private = h(cases.first().ok_or("no DH case for group")?, "a");
@@ -234,7 +252,7 @@ fn rfc3526() -> Result<(), Failed> {
             t.invalid(format!("{group:?} peer value {what}"), accepted);
         }
     }
-    t.finish(24, 24)
+    t.finish(26, 26)
 }
 
 fn prf_for(hash: &str) -> &'static dyn Prf {
