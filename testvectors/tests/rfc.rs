@@ -335,6 +335,7 @@ fn rfc7634_ike_message(c: &Value) -> Result<(), String> {
     eq("sealed IKE message", &datagram, &want)?;
 
     let msg = Message::decode(&datagram).map_err(|e| format!("decode: {e}"))?;
+    eq("re-encoded IKE message", &msg.encode(), &datagram)?;
     match msg.payloads.as_slice() {
         [Payload::Sk(sk)] if sk.first_inner == PayloadType::NOTIFY => {}
         other => return Err(format!("outer chain: {other:?}")),
