@@ -139,6 +139,9 @@ pub struct IkeSaView {
     pub proposal: String,
     /// Virtual IP handed to the peer.
     pub virtual_ip: Option<String>,
+    /// Virtual IPs handed to the peer, as a list (the form strongSwan's `list-sas` uses).
+    #[serde(default)]
+    pub remote_vips: Vec<String>,
     /// Whether the peer is behind a NAT.
     pub nat_remote: bool,
     /// Seconds since the SA was established.

@@ -206,7 +206,10 @@ impl Metrics {
             Event::DataplaneError { .. } => {
                 self.dataplane_errors.inc();
             }
-            Event::IkeDown { .. } | Event::IkeRekeyed { .. } | Event::ChildDown { .. } => {}
+            Event::IkeDown { .. }
+            | Event::IkeRekeyed { .. }
+            | Event::ChildDown { .. }
+            | Event::MessageIdsSynced { .. } => {}
         }
     }
 

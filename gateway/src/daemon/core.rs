@@ -84,6 +84,11 @@ pub enum Event {
         /// Stable label.
         reason: String,
     },
+    /// RFC 6311 Message ID synchronisation completed for an IKE SA.
+    MessageIdsSynced {
+        /// Id.
+        id: String,
+    },
     /// An IKE_AUTH failed.
     AuthFailed {
         /// Peer.

@@ -4,6 +4,10 @@
 
 pub mod control_server;
 pub mod core;
+#[cfg(feature = "endpoint")]
+pub mod dataplane;
+#[cfg(feature = "endpoint")]
+pub mod endpoint_core;
 pub mod udp;
 
 use std::net::SocketAddr;
@@ -14,7 +18,9 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use self::core::{Core, Event, NoCore, Output};
+#[cfg(not(feature = "endpoint"))]
+use self::core::NoCore;
+use self::core::{Core, Event, Output};
 use self::udp::{Bound, Datagram};
 use crate::config::{ConfigError, DataplaneKind, GatewayConfig};
 use crate::control::{IkeSaView, Request, Response, StatusView};
@@ -49,8 +55,25 @@ fn io_err(what: &'static str, target: impl ToString) -> impl FnOnce(std::io::Err
 }
 
 /// The protocol core this build runs for `config`.
-pub fn default_core(_config: &GatewayConfig) -> Box<dyn Core> {
-    Box::new(NoCore::default())
+#[cfg(not(feature = "endpoint"))]
+pub fn default_core(_config: &GatewayConfig) -> Result<Box<dyn Core>, DaemonError> {
+    Ok(Box::new(NoCore::default()))
+}
+
+/// The protocol core this build runs for `config`: `ike::endpoint` on the configured
+/// data plane.
+#[cfg(feature = "endpoint")]
+pub fn default_core(config: &GatewayConfig) -> Result<Box<dyn Core>, DaemonError> {
+    let dp = endpoint_core::open_dataplane(config).map_err(|e| DaemonError::Io {
+        what: "open the data plane",
+        target: format!("{:?}", config.gateway.dataplane),
+        source: std::io::Error::other(e),
+    })?;
+    Ok(Box::new(endpoint_core::EndpointCore::new(
+        config,
+        dp,
+        Instant::now(),
+    )))
 }
 
 /// A running daemon.
@@ -91,7 +114,10 @@ pub async fn start(
     let config_path =
         &std::fs::canonicalize(config_path).unwrap_or_else(|_| config_path.to_path_buf());
     let config = GatewayConfig::load(config_path)?;
-    let core = core.unwrap_or_else(|| default_core(&config));
+    let core = match core {
+        Some(c) => c,
+        None => default_core(&config)?,
+    };
     let metrics = Arc::new(Metrics::new());
     let g = &config.gateway;
 
@@ -478,6 +504,9 @@ fn log_event(e: &Event) {
         Event::RetransmitAnswered => tracing::debug!("retransmitted request answered from cache"),
         Event::Dropped { reason } => tracing::debug!(%reason, "message dropped"),
         Event::AuthFailed { remote } => tracing::warn!(%remote, "IKE_AUTH failed"),
+        Event::MessageIdsSynced { id } => {
+            tracing::info!(sa = %id, "Message IDs synchronised (RFC 6311)");
+        }
         Event::DataplaneError { message } => tracing::error!(%message, "data plane error"),
     }
 }

@@ -217,6 +217,7 @@ pub fn sample_sa(id: &str) -> IkeSaView {
         owner: String::new(),
         proposal: "AES_GCM_16_128/PRF_HMAC_SHA2_256/CURVE25519".into(),
         virtual_ip: Some("10.8.0.1".into()),
+        remote_vips: vec!["10.8.0.1".into()],
         nat_remote: false,
         established_secs: Some(3),
         children: vec![ChildSaView {

@@ -1,0 +1,272 @@
+//! Child SA installs and deletes from the protocol core, executed on an
+//! [`xfrm::Dataplane`]: two SAs per Child SA (RFC 4301 §4.1: SAs are unidirectional) and,
+//! for each pair of traffic selectors, the out/in/fwd policies that steer traffic into
+//! them (RFC 4301 §4.4.1).
+
+use std::net::IpAddr;
+
+use ike::config::IpsecMode;
+use ike::endpoint::{ChildDelete, ChildInstall, ChildSaHalf};
+use ike::policy::proposal::ChildSuite;
+use ike::policy::ts::range_to_subnets;
+use ike::wire::IpTrafficSelector;
+use ike::wire::registry::{EncrId, IntegId};
+use xfrm::{
+    AeadAlgorithm, AuthAlgorithm, Crypto, Dataplane, Direction, EncAlgorithm, Key, Lifetime, Mode,
+    OwnedRange, PolicyAction, PolicyId, PolicySpec, Prefix, SaId, SaSpec, Selector, Spi, Template,
+    UdpEncap,
+};
+
+/// Priority of our policies (lower is preferred by the kernel); leaves room above and
+/// below for operator policies.
+const POLICY_PRIORITY: u32 = 2000;
+
+/// Maps the core's reqids into the range that marks baton's kernel objects, so
+/// `flush_own` finds them after a crash.
+pub fn kernel_reqid(owned: OwnedRange, reqid: u32) -> u32 {
+    let span = owned.max.saturating_sub(owned.min).saturating_add(1).max(1);
+    owned.min + reqid % span
+}
+
+fn crypto(suite: &ChildSuite, half: &ChildSaHalf) -> Result<Crypto, String> {
+    let encr = Key::from_slice(half.keys.encr.expose());
+    let aead = |alg, icv_bits| {
+        Ok(Crypto::Aead {
+            alg,
+            key: encr.clone(),
+            icv_bits,
+        })
+    };
+    match suite.encr.id {
+        EncrId::AES_GCM_16 => aead(AeadAlgorithm::AesGcm, 128),
+        EncrId::AES_GCM_12 => aead(AeadAlgorithm::AesGcm, 96),
+        EncrId::AES_GCM_8 => aead(AeadAlgorithm::AesGcm, 64),
+        EncrId::CHACHA20_POLY1305 => aead(AeadAlgorithm::ChaCha20Poly1305, 128),
+        EncrId::AES_CBC => {
+            let auth = match suite.integ {
+                IntegId::HMAC_SHA2_256_128 => AuthAlgorithm::HmacSha256,
+                IntegId::HMAC_SHA2_384_192 => AuthAlgorithm::HmacSha384,
+                IntegId::HMAC_SHA2_512_256 => AuthAlgorithm::HmacSha512,
+                other => {
+                    return Err(format!(
+                        "integrity algorithm {other} has no data plane mapping"
+                    ));
+                }
+            };
+            Ok(Crypto::EncAuth {
+                enc: EncAlgorithm::AesCbc,
+                enc_key: encr.clone(),
+                auth,
+                auth_key: Key::from_slice(half.keys.integ.expose()),
+            })
+        }
+        other => Err(format!(
+            "encryption algorithm {other} has no data plane mapping"
+        )),
+    }
+}
+
+fn mode(m: IpsecMode) -> Mode {
+    match m {
+        IpsecMode::Tunnel => Mode::Tunnel,
+        IpsecMode::Transport => Mode::Transport,
+    }
+}
+
+fn sa_spec(
+    ci: &ChildInstall,
+    half: &ChildSaHalf,
+    inbound: bool,
+    reqid: u32,
+) -> Result<SaSpec, String> {
+    let mut spec = SaSpec::new(
+        SaId::esp(half.dst, Spi(half.spi)),
+        half.src,
+        mode(ci.mode),
+        reqid,
+        crypto(&ci.suite, half)?,
+    );
+    spec.esn = ci.suite.esn;
+    spec.replay_window = if inbound { 128 } else { 0 };
+    if ci.suite.esn {
+        spec.replay_window = spec.replay_window.max(1);
+    }
+    // (ours, peer's): inbound ESP-in-UDP comes from the peer's port to ours.
+    spec.encap = ci.encap.map(|(ours, peer)| {
+        if inbound {
+            UdpEncap {
+                sport: peer,
+                dport: ours,
+            }
+        } else {
+            UdpEncap {
+                sport: ours,
+                dport: peer,
+            }
+        }
+    });
+    spec.lifetime = Lifetime {
+        soft_add_secs: ci.soft_lifetime.map(|d| d.as_secs().max(1)),
+        hard_add_secs: ci.hard_lifetime.map(|d| d.as_secs().max(1)),
+        ..Lifetime::default()
+    };
+    Ok(spec)
+}
+
+/// Kernel selectors for a local/remote selector pair: every prefix of each range, same
+/// family only. A single port is kept; a port range becomes "any port".
+fn selectors(local: &[IpTrafficSelector], remote: &[IpTrafficSelector]) -> Vec<Selector> {
+    let prefixes = |ts: &IpTrafficSelector| -> Vec<Prefix> {
+        range_to_subnets(ts.start_addr, ts.end_addr)
+            .into_iter()
+            .filter_map(|(a, l)| Prefix::new(a, l).ok())
+            .collect()
+    };
+    let port = |ts: &IpTrafficSelector| {
+        if ts.start_port == ts.end_port {
+            ts.start_port
+        } else {
+            0
+        }
+    };
+    let mut out = Vec::new();
+    for l in local {
+        for r in remote {
+            if l.start_addr.is_ipv4() != r.start_addr.is_ipv4() {
+                continue;
+            }
+            let proto = if l.ip_protocol == r.ip_protocol || r.ip_protocol == 0 {
+                l.ip_protocol
+            } else if l.ip_protocol == 0 {
+                r.ip_protocol
+            } else {
+                continue;
+            };
+            for lp in prefixes(l) {
+                for rp in prefixes(r) {
+                    if let Ok(mut s) = Selector::new(lp, rp) {
+                        s.proto = proto;
+                        s.src_port = port(l);
+                        s.dst_port = port(r);
+                        out.push(s);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn reversed(s: &Selector) -> Selector {
+    Selector {
+        src: s.dst,
+        dst: s.src,
+        proto: s.proto,
+        src_port: s.dst_port,
+        dst_port: s.src_port,
+    }
+}
+
+fn policies(
+    sels: &[Selector],
+    m: IpsecMode,
+    reqid: u32,
+    local: IpAddr,
+    remote: IpAddr,
+) -> Vec<PolicySpec> {
+    let tunnel = |src, dst| match m {
+        IpsecMode::Tunnel => Some((src, dst)),
+        IpsecMode::Transport => None,
+    };
+    let mut out = Vec::new();
+    for s in sels {
+        let t_out = Template {
+            proto: xfrm::Protocol::Esp,
+            mode: mode(m),
+            reqid,
+            tunnel: tunnel(local, remote),
+        };
+        let t_in = Template {
+            tunnel: tunnel(remote, local),
+            ..t_out
+        };
+        let spec = |selector, dir, t| PolicySpec {
+            selector,
+            dir,
+            priority: POLICY_PRIORITY,
+            action: PolicyAction::Allow,
+            templates: vec![t],
+        };
+        out.push(spec(*s, Direction::Out, t_out));
+        out.push(spec(reversed(s), Direction::In, t_in));
+        if m == IpsecMode::Tunnel {
+            out.push(spec(reversed(s), Direction::Fwd, t_in));
+        }
+    }
+    out
+}
+
+/// Installs a Child SA: both SAs, then (unless it replaces one whose policies stay) the
+/// policies. On failure nothing of it is left behind.
+pub fn install(dp: &mut dyn Dataplane, owned: OwnedRange, ci: &ChildInstall) -> Result<(), String> {
+    let reqid = kernel_reqid(owned, ci.reqid);
+    let sa_in = sa_spec(ci, &ci.inbound, true, reqid)?;
+    let sa_out = sa_spec(ci, &ci.outbound, false, reqid)?;
+    dp.add_sa(&sa_in).map_err(|e| e.to_string())?;
+    if let Err(e) = dp.add_sa(&sa_out) {
+        let _ = dp.delete_sa(&sa_in.id);
+        return Err(e.to_string());
+    }
+    if ci.replaces.is_some() {
+        return Ok(());
+    }
+    let sels = selectors(&ci.local_ts, &ci.remote_ts);
+    let local = ci.inbound.dst;
+    let remote = ci.outbound.dst;
+    let specs = policies(&sels, ci.mode, reqid, local, remote);
+    for (i, p) in specs.iter().enumerate() {
+        let r = dp.add_policy(p).or_else(|e| {
+            if e.is_exists() {
+                dp.update_policy(p)
+            } else {
+                Err(e)
+            }
+        });
+        if let Err(e) = r {
+            for done in specs.iter().take(i) {
+                let _ = dp.delete_policy(&done.id());
+            }
+            let _ = dp.delete_sa(&sa_in.id);
+            let _ = dp.delete_sa(&sa_out.id);
+            return Err(e.to_string());
+        }
+    }
+    Ok(())
+}
+
+/// Removes a Child SA and, unless a newer one keeps them, its policies. Objects already
+/// gone (e.g. after a hard expiry) are not errors.
+pub fn delete(dp: &mut dyn Dataplane, owned: OwnedRange, cd: &ChildDelete) -> Result<(), String> {
+    let mut first_err = None;
+    let mut note = |r: xfrm::Result<()>| {
+        if let Err(e) = r
+            && !e.is_not_found()
+            && first_err.is_none()
+        {
+            first_err = Some(e.to_string());
+        }
+    };
+    note(dp.delete_sa(&SaId::esp(cd.local_addr, Spi(cd.spi_in))));
+    note(dp.delete_sa(&SaId::esp(cd.remote_addr, Spi(cd.spi_out))));
+    if !cd.keep_policies {
+        let reqid = kernel_reqid(owned, cd.reqid);
+        let sels = selectors(&cd.local_ts, &cd.remote_ts);
+        for m in [IpsecMode::Tunnel] {
+            for p in policies(&sels, m, reqid, cd.local_addr, cd.remote_addr) {
+                let id: PolicyId = p.id();
+                note(dp.delete_policy(&id));
+            }
+        }
+    }
+    first_err.map_or(Ok(()), Err)
+}

@@ -1,0 +1,157 @@
+//! End to end: batond (ike::endpoint, memory data plane) on loopback UDP, and a client
+//! built from ike's initiator. Needs `--features endpoint` until the protocol core leaves
+//! ike's `wip` feature.
+#![cfg(feature = "endpoint")]
+#![allow(clippy::panic, clippy::unwrap_used)] // test helpers outside #[test] fns may panic on a failed expectation
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{TempDir, ctl, write_config};
+use gateway::config::GatewayConfig;
+use gateway::control::{IkeSaView, Request};
+use gateway::daemon;
+use ike::endpoint::{Effect, Endpoint, EndpointConfig, SaEvent};
+use ike::initiator::InitiatorOptions;
+
+const CLIENT: &str = r#"
+[gateway]
+listen = ["127.0.0.1"]
+dataplane = "memory"
+
+[[connection]]
+name = "home"
+proposals = ["aes128gcm16-prfsha256-x25519"]
+esp_proposals = ["aes128gcm16"]
+local_id = "client.example"
+remote_id = "gw.example"
+local_ts = ["dynamic"]
+remote_ts = ["10.1.0.0/24"]
+
+[[secret]]
+ids = ["client.example", "gw.example"]
+psk = "test-psk-0123456789"
+"#;
+
+/// Runs the client until `done` says so, exchanging datagrams with batond over `sock`.
+async fn drive(
+    client: &mut Endpoint,
+    sock: &tokio::net::UdpSocket,
+    mut done: impl FnMut(&SaEvent) -> bool,
+) -> Vec<SaEvent> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut events = Vec::new();
+    let mut buf = vec![0u8; 65_535];
+    loop {
+        while let Some(e) = client.poll_effect() {
+            match e {
+                Effect::Send { remote, data, .. } => {
+                    sock.send_to(&data, remote).await.unwrap();
+                }
+                Effect::Event(ev) => {
+                    let stop = done(&ev);
+                    events.push(ev);
+                    if stop {
+                        return events;
+                    }
+                }
+                _ => {}
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no result within 20 s; events: {events:?}"
+        );
+        let wait = client
+            .poll_timeout()
+            .map_or(Duration::from_millis(200), |t| {
+                t.saturating_duration_since(Instant::now())
+            })
+            .min(Duration::from_millis(200));
+        match tokio::time::timeout(wait, sock.recv_from(&mut buf)).await {
+            Ok(Ok((n, from))) => {
+                let local: SocketAddr = sock.local_addr().unwrap();
+                client.handle_datagram(Instant::now(), local, from, &buf[..n]);
+            }
+            _ => client.handle_timeout(Instant::now()),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_establishes_an_sa_that_ikectl_lists_and_terminates() {
+    let dir = TempDir::new("e2e");
+    let cfg = write_config(&dir.0, false);
+    let h = daemon::start(&cfg, None).await.unwrap();
+    let gw = h.udp[0];
+
+    let c = GatewayConfig::parse(Path::new("client.toml"), CLIENT).unwrap();
+    let mut ec = EndpointConfig::new(&ike::crypto::DEFAULT_PROVIDER);
+    ec.connections = c.connections.clone();
+    ec.secrets = c.secrets.clone();
+    let now = Instant::now();
+    let mut client = Endpoint::new(ec, now);
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let local = sock.local_addr().unwrap();
+    let opts = InitiatorOptions {
+        request_virtual_ip: true,
+        ..Default::default()
+    };
+    client
+        .initiate(now, "home", local, gw, opts)
+        .expect("initiate");
+    let events = drive(&mut client, &sock, |e| {
+        matches!(
+            e,
+            SaEvent::IkeUp { .. } | SaEvent::InitiationFailed { .. } | SaEvent::AuthFailed { .. }
+        )
+    })
+    .await;
+    assert!(
+        matches!(events.last(), Some(SaEvent::IkeUp { .. })),
+        "{events:?}"
+    );
+
+    let sas: Vec<IkeSaView> =
+        serde_json::from_value(ctl(&h.control_socket, Request::ListSas).await.unwrap()).unwrap();
+    assert_eq!(sas.len(), 1, "{sas:?}");
+    let sa = &sas[0];
+    assert_eq!((sa.connection.as_str(), sa.owner.as_str()), ("rw", "local"));
+    assert_eq!(sa.remote_id, "client.example");
+    assert_eq!(sa.remote_addr, local.to_string());
+    assert_eq!(sa.virtual_ip.as_deref(), Some("10.8.0.1"));
+    assert_eq!(sa.children.len(), 1);
+    assert_eq!(sa.children[0].local_ts, vec!["10.1.0.0/24"]);
+    assert_eq!(sa.children[0].remote_ts, vec!["10.8.0.1/32"]);
+    let st = ctl(&h.control_socket, Request::Status).await.unwrap();
+    assert_eq!(
+        (st["ike_sas"].as_u64(), st["child_sas"].as_u64()),
+        (Some(1), Some(1))
+    );
+    // The key log got this IKE SA's keys.
+    let keys = std::fs::read_to_string(dir.0.join("ike.keys")).unwrap();
+    assert_eq!(keys.lines().count(), 1, "{keys}");
+
+    // terminate: the gateway sends a Delete, the client answers, the SA is gone.
+    ctl(&h.control_socket, Request::Terminate { sa: sa.id.clone() })
+        .await
+        .unwrap();
+    let events = drive(&mut client, &sock, |e| matches!(e, SaEvent::IkeDown { .. })).await;
+    assert!(
+        matches!(events.last(), Some(SaEvent::IkeDown { .. })),
+        "{events:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let sas = ctl(&h.control_socket, Request::ListSas).await.unwrap();
+        if sas.as_array().is_some_and(Vec::is_empty) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "SA still listed: {sas}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    h.shutdown().await;
+}
