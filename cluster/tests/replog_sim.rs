@@ -303,6 +303,29 @@ fn inflight_window_is_respected() {
 }
 
 #[test]
+fn inflight_bytes_are_bounded() {
+    let cfg = ReplConfig {
+        max_inflight_bytes: 200_000,
+        ..ReplConfig::default()
+    };
+    let mut net = Net::with_config(2, 6, cfg);
+    net.settle();
+    for i in 0..100 {
+        net.nodes[0].publish(key(i), vec![1; 30_000]).unwrap();
+    }
+    let mut bytes = 0;
+    while let Some((_, msg)) = net.nodes[0].poll_transmit() {
+        bytes += msg.len();
+        net.wires.get_mut(&(0, 1)).unwrap().push_back(msg);
+    }
+    // Stops at the first record that reaches the limit: under limit + one record.
+    assert!(bytes < 200_000 + 31_000, "{bytes}");
+    assert!(bytes >= 200_000);
+    net.settle();
+    assert_eq!(net.nodes[1].len(), 100);
+}
+
+#[test]
 fn ack_means_every_live_peer_applied_it() {
     let mut net = Net::new(3, 7);
     net.settle();

@@ -13,6 +13,9 @@ use crate::transport::MAX_MESSAGE;
 pub struct ReplConfig {
     /// Most unacknowledged records per peer (flow control; default 8192).
     pub max_inflight: usize,
+    /// Most unacknowledged record bytes per peer (default 4 MiB): bounds the memory
+    /// a slow peer can tie up, whatever the record sizes.
+    pub max_inflight_bytes: usize,
     /// Target size of one Records message (default 60,000 bytes, at most
     /// [`MAX_MESSAGE`]); one record larger than this still goes alone.
     pub max_batch_bytes: usize,
@@ -22,6 +25,7 @@ impl Default for ReplConfig {
     fn default() -> Self {
         Self {
             max_inflight: 8192,
+            max_inflight_bytes: 4 << 20,
             max_batch_bytes: 60_000,
         }
     }
@@ -136,7 +140,8 @@ struct Peer {
     known: HashMap<RecordKey, Version>,
     queue: VecDeque<Pending>,
     queued: HashSet<RecordKey>,
-    inflight: VecDeque<(u64, RecordKey, Version)>,
+    inflight: VecDeque<(u64, RecordKey, Version, usize)>,
+    inflight_bytes: usize,
     control: VecDeque<Vec<u8>>,
     next_seq: u64,
     recv_seq: u64,
@@ -154,6 +159,7 @@ impl Peer {
             queue: VecDeque::new(),
             queued: HashSet::new(),
             inflight: VecDeque::new(),
+            inflight_bytes: 0,
             control: VecDeque::new(),
             next_seq: 1,
             recv_seq: 0,
@@ -217,6 +223,7 @@ impl ReplicationLog {
         let mut cfg = cfg;
         cfg.max_batch_bytes = cfg.max_batch_bytes.clamp(1024, MAX_MESSAGE);
         cfg.max_inflight = cfg.max_inflight.max(1);
+        cfg.max_inflight_bytes = cfg.max_inflight_bytes.max(1);
         let peers = peers
             .into_iter()
             .filter(|p| *p != local)
@@ -343,6 +350,7 @@ impl ReplicationLog {
         p.queue.clear();
         p.queued.clear();
         p.inflight.clear();
+        p.inflight_bytes = 0;
         p.control.clear();
         p.next_seq = 1;
         p.recv_seq = 0;
@@ -365,6 +373,8 @@ impl ReplicationLog {
             p.queue.clear();
             p.queued.clear();
             p.inflight.clear();
+            p.inflight_bytes = 0;
+            p.inflight_bytes = 0;
             p.control.clear();
         }
         self.check_waiting();
@@ -471,7 +481,8 @@ impl ReplicationLog {
                 p.stats.acks_received += 1;
                 let mut acked = Vec::new();
                 while p.inflight.front().is_some_and(|(s, ..)| *s <= seq) {
-                    if let Some((_, k, v)) = p.inflight.pop_front() {
+                    if let Some((_, k, v, len)) = p.inflight.pop_front() {
+                        p.inflight_bytes -= len;
                         p.learn(&k, &v);
                         acked.push((k, v));
                     }
@@ -589,7 +600,10 @@ impl ReplicationLog {
         }
         let mut buf = Vec::new();
         let mut count: u16 = 0;
-        while p.inflight.len() < cfg.max_inflight && count < u16::MAX {
+        while p.inflight.len() < cfg.max_inflight
+            && p.inflight_bytes < cfg.max_inflight_bytes
+            && count < u16::MAX
+        {
             let key = match p.queue.front() {
                 None => break,
                 Some(Pending::SnapshotEnd) => {
@@ -622,7 +636,9 @@ impl ReplicationLog {
             wire::push_record(&mut buf, &key, rec);
             p.queue.pop_front();
             p.queued.remove(&key);
-            p.inflight.push_back((p.next_seq, key, rec.version.clone()));
+            p.inflight
+                .push_back((p.next_seq, key, rec.version.clone(), len));
+            p.inflight_bytes += len;
             p.next_seq += 1;
             count += 1;
         }

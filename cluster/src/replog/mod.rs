@@ -18,7 +18,8 @@
 //! once, and what is sent is the newest version at the time of sending, so a key
 //! updated 1,000 times while the link is busy costs one record on the wire, not
 //! 1,000 (liveness and message-ID updates of many tunnels do not flood the link).
-//! At most `max_inflight` records per peer are unacknowledged at any time.
+//! At most `max_inflight` records and about `max_inflight_bytes` bytes per peer are
+//! unacknowledged at any time, which bounds the memory a slow peer ties up.
 //!
 //! **Acked** means: the peer has *applied* the record (or a newer version of the
 //! same key) to its store. Receivers send the highest contiguous sequence number
