@@ -158,7 +158,8 @@ struct Peer {
 ///
 /// Detection: a session goes Down exactly `multiplier × max(local interval, peer's
 /// interval)` after the last valid heartbeat from that peer; since the peer sends
-/// every interval, a dead peer is declared Down between `(multiplier-1) × interval`
+/// at least once per interval (each interval is shortened by a random 0-25 %,
+/// RFC 5880 §6.8.7), a dead peer is declared Down between `(multiplier-1) × interval`
 /// and `multiplier × interval` after it died. A session only comes Up when both
 /// sides hear each other (the peer echoes our current incarnation), so one stray or
 /// replayed packet never brings a member up, and a single lost packet never takes
@@ -174,6 +175,8 @@ pub struct Detector {
     events: VecDeque<MembershipEvent>,
     stats: Stats,
     leaving: bool,
+    /// State of the jitter generator (splitmix64), seeded from the incarnation.
+    rng: u64,
 }
 
 const MIN_INTERVAL: Duration = Duration::from_millis(1);
@@ -223,6 +226,7 @@ impl Detector {
             events: VecDeque::new(),
             stats: Stats::default(),
             leaving: false,
+            rng: incarnation ^ 0x9e37_79b9_7f4a_7c15,
             cfg,
         }
     }
@@ -394,10 +398,13 @@ impl Detector {
             }
             if p.next_tx <= now {
                 p.tx_due = true;
-                p.next_tx += interval;
+                // RFC 5880 §6.8.7: each interval shortened by 0-25 % at random, so
+                // nodes started together do not send in lockstep.
+                let step = jitter(&mut self.rng, interval);
+                p.next_tx += step;
                 if p.next_tx <= now {
                     // We were not called for a while: don't burst to catch up.
-                    p.next_tx = now + interval;
+                    p.next_tx = now + step;
                 }
             }
         }
@@ -466,4 +473,15 @@ impl Detector {
     pub fn poll_event(&mut self) -> Option<MembershipEvent> {
         self.events.pop_front()
     }
+}
+
+/// `interval` reduced by a pseudo-random 0-25 % (splitmix64 step).
+fn jitter(state: &mut u64, interval: Duration) -> Duration {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    let permille = 750 + u32::try_from(z % 251).unwrap_or(0);
+    interval * permille / 1000
 }

@@ -497,3 +497,26 @@ fn a_leaving_node_is_dropped_at_once_and_stays_out() {
         assert_eq!(sim.live(i), sim.all(&[0, 1, 2]));
     }
 }
+
+#[test]
+fn transmit_intervals_are_jittered_within_75_to_100_percent() {
+    let mut sim = Sim::new(2, Duration::from_millis(100), 3);
+    sim.run_for(Duration::from_secs(10));
+    let times: Vec<Instant> = sim
+        .delivered
+        .iter()
+        .filter(|(_, f, t, _)| *f == 0 && *t == 1)
+        .map(|x| x.0)
+        .collect();
+    // Skip the start-up exchanges (state changes are sent at once).
+    let gaps: Vec<Duration> = times.windows(2).skip(5).map(|w| w[1] - w[0]).collect();
+    assert!(gaps.len() > 80);
+    for g in &gaps {
+        assert!(
+            *g >= Duration::from_millis(75) && *g <= Duration::from_millis(100),
+            "{g:?}"
+        );
+    }
+    let distinct: BTreeSet<Duration> = gaps.iter().copied().collect();
+    assert!(distinct.len() > 10, "no jitter: {distinct:?}");
+}
