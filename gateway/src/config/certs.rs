@@ -1,15 +1,15 @@
 //! PEM certificates and private keys, and our RSA signer for IKE_AUTH.
 //!
-//! Signing goes through ring's constant-time RSA (DESIGN §2: never the `rsa` crate,
-//! RUSTSEC-2023-0071): a gateway signs for anyone who asks.
+//! Signing goes through ike's ring-based constant-time RSA (DESIGN §2: never the `rsa`
+//! crate, RUSTSEC-2023-0071): a gateway signs for anyone who asks.
 
 use std::fmt;
 use std::path::Path;
 
 use ike::config::LocalSigner;
 use ike::crypto::CryptoError;
+use ike::crypto::auth::{RsaSigningKey, SignatureScheme};
 use ike::wire::registry::HashAlgorithm;
-use ring::signature::{self, RsaKeyPair};
 use zeroize::Zeroizing;
 
 /// A decoded PEM block: (label, DER), wiped on drop.
@@ -55,62 +55,62 @@ pub fn load_certificates(path: &Path) -> Result<Vec<Vec<u8>>, String> {
     Ok(certs)
 }
 
-/// An RSA private key that signs with RSASSA-PKCS1-v1_5 (RFC 7296 §3.8 method 1, and
-/// RFC 7427 with the hash the peer accepts), in constant time.
-pub struct RsaSigner {
-    key: RsaKeyPair,
-    rng: ring::rand::SystemRandom,
-}
+/// Our RSA private key for IKE_AUTH: `ike::crypto::auth::RsaSigningKey` (ring, constant
+/// time) behind the protocol core's [`LocalSigner`] interface. RSASSA-PKCS1-v1_5 with the
+/// hash the peer accepts (RFC 7427).
+pub struct RsaSigner(RsaSigningKey);
 
 impl fmt::Debug for RsaSigner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
             "RsaSigner({} bits, [redacted])",
-            self.key.public().modulus_len() * 8
+            self.0.public_modulus_len() * 8
         )
     }
 }
 
 impl LocalSigner for RsaSigner {
     fn sign(&self, hash: HashAlgorithm, octets: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        let alg: &'static dyn signature::RsaEncoding = match hash {
-            HashAlgorithm::SHA2_256 => &signature::RSA_PKCS1_SHA256,
-            HashAlgorithm::SHA2_384 => &signature::RSA_PKCS1_SHA384,
-            HashAlgorithm::SHA2_512 => &signature::RSA_PKCS1_SHA512,
+        let scheme = match hash {
+            HashAlgorithm::SHA2_256 => SignatureScheme::RsaPkcs1Sha256,
+            HashAlgorithm::SHA2_384 => SignatureScheme::RsaPkcs1Sha384,
+            HashAlgorithm::SHA2_512 => SignatureScheme::RsaPkcs1Sha512,
             _ => return Err(CryptoError::Unsupported("RSA signature hash")),
         };
-        let mut sig = vec![0u8; self.key.public().modulus_len()];
-        self.key
-            .sign(alg, &self.rng, octets, &mut sig)
-            .map_err(|_| CryptoError::SigningFailed)?;
-        Ok(sig)
+        self.0.sign(scheme, octets)
     }
 }
 
 /// Reads an RSA private key from a PEM file (`PRIVATE KEY` PKCS#8 or `RSA PRIVATE KEY`
-/// PKCS#1). The file's text and the DER are wiped after use.
+/// PKCS#1). The file's text is wiped after use.
 pub fn load_rsa_key(path: &Path) -> Result<RsaSigner, String> {
     let text = Zeroizing::new(
         std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
     );
-    let blocks = pem_blocks(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    for (label, der) in blocks {
-        let key = match label.as_str() {
-            "PRIVATE KEY" => RsaKeyPair::from_pkcs8(&der),
-            "RSA PRIVATE KEY" => RsaKeyPair::from_der(&der),
-            _ => continue,
-        };
-        return key
-            .map(|key| RsaSigner {
-                key,
-                rng: ring::rand::SystemRandom::new(),
-            })
-            .map_err(|e| format!("{}: not a usable RSA private key: {e}", path.display()));
+    RsaSigningKey::from_pem(&text)
+        .map(RsaSigner)
+        .map_err(|e| format!("{}: not a usable RSA private key: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_key_signs_with_the_hashes_of_rfc_7427() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/certs");
+        let key = load_rsa_key(&dir.join("gw.key")).unwrap();
+        let sig = key.sign(HashAlgorithm::SHA2_256, b"octets").unwrap();
+        assert_eq!(sig.len(), 384, "RSA-3072 signature");
+        // PKCS#1 v1.5 is deterministic.
+        assert_eq!(sig, key.sign(HashAlgorithm::SHA2_256, b"octets").unwrap());
+        assert_ne!(sig, key.sign(HashAlgorithm::SHA2_384, b"octets").unwrap());
+        assert!(key.sign(HashAlgorithm::SHA1, b"octets").is_err());
+        assert!(!format!("{key:?}").contains("PRIVATE"));
+        assert_eq!(load_certificates(&dir.join("gw.pem")).unwrap().len(), 1);
+        let e = load_rsa_key(&dir.join("gw.pem")).unwrap_err();
+        assert!(e.contains("not a usable RSA private key"), "{e}");
     }
-    Err(format!(
-        "{} holds no PEM PRIVATE KEY or RSA PRIVATE KEY",
-        path.display()
-    ))
 }
