@@ -470,10 +470,15 @@ def main():
              "payloads": [PAYLOADS.get(p[0], str(p[0])) for p in outer], "encrypted": False,
              "fragment": None, "ike_sa": None, "decrypted_file": None, "inner_payloads": None}
         base = f"{seq:02d}-{exch}-{'response' if is_resp else 'request'}"
+        # RFC 7296 §2.1: a retransmission is the same datagram again; it is decrypted
+        # and checked like the original but creates no SA a second time
+        m["retransmission_of"] = next((p["file"] for p in messages if p["_bytes"] == udp), None)
         if hdr["exchange"] == 34:
             m["nat_detection"] = check_natd(hdr, outer, src, sport, dst, dport)
         plain = None
-        if hdr["exchange"] == 34:
+        if hdr["exchange"] == 34 and m["retransmission_of"] is not None:
+            m["ike_sa"] = next(p["ike_sa"] for p in messages if p["file"] == m["retransmission_of"])
+        elif hdr["exchange"] == 34:
             if not is_resp:
                 pending_init[hdr["spi_i"]] = outer
                 init_req_raw[hdr["spi_i"]] = udp
@@ -517,7 +522,10 @@ def main():
                 (out / f"{base}.decrypted.bin").write_bytes(pt)
                 m["decrypted_file"] = f"{base}.decrypted.bin"
                 m["sk_first_payload"] = PAYLOADS.get(inner_np, str(inner_np))
-        if plain is not None:
+        if plain is not None and m["retransmission_of"] is not None:
+            inner, _ = walk(plain[1], plain[0])
+            m["inner_payloads"] = [PAYLOADS.get(p[0], str(p[0])) for p in inner]
+        elif plain is not None:
             inner, _ = walk(plain[1], plain[0])
             m["inner_payloads"] = [PAYLOADS.get(p[0], str(p[0])) for p in inner]
             idx = m["ike_sa"]
@@ -553,6 +561,7 @@ def main():
                         die("PFS child rekey: add the shared secret lookup")
                     new_child(idx, base, req, inner, first(req, 40), first(inner, 40), None, rekeyed)
         m["file"] = f"{base}.bin"
+        m["_bytes"] = udp
         (out / m["file"]).write_bytes(udp)
         messages.append(m)
 
@@ -562,6 +571,8 @@ def main():
     for sa in ike_sas:
         for k in [k for k in sa if k.startswith("_")]:
             del sa[k]
+    for m in messages:
+        del m["_bytes"]
 
     version = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "strongswan-charon"],
                              capture_output=True, text=True).stdout.strip() or "unknown"
