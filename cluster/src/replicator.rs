@@ -115,7 +115,7 @@ impl Replicator {
     pub async fn publish(&self, key: RecordKey, payload: Vec<u8>) -> Result<Token, ReplError> {
         self.ask(|r| Cmd::Publish(key, payload, r))
             .await
-            .unwrap_or(Err(ReplError::Protocol("replicator stopped")))
+            .unwrap_or(Err(ReplError::Stopped))
     }
 
     /// Writes several records in one round trip to the task; stops at the first
@@ -126,7 +126,7 @@ impl Replicator {
     ) -> Result<Vec<Token>, ReplError> {
         self.ask(|r| Cmd::PublishBatch(records, r))
             .await
-            .unwrap_or(Err(ReplError::Protocol("replicator stopped")))
+            .unwrap_or(Err(ReplError::Stopped))
     }
 
     /// Deletes a record.
@@ -149,7 +149,7 @@ impl Replicator {
         let t = self.publish(key, payload).await?;
         self.wait_acked(t.clone())
             .await
-            .map_err(|_| ReplError::Protocol("replicator stopped"))?;
+            .map_err(|_| ReplError::Stopped)?;
         Ok(t)
     }
 

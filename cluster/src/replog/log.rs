@@ -50,6 +50,9 @@ pub enum ReplError {
     /// Payload over [`MAX_PAYLOAD`].
     #[error("payload of {0} bytes exceeds {MAX_PAYLOAD}")]
     PayloadTooLarge(usize),
+    /// The replicator task is gone (only from [`crate::replicator::Replicator`]).
+    #[error("replicator stopped")]
+    Stopped,
 }
 
 /// Something the owner should know.
