@@ -80,8 +80,10 @@ async fn three_nodes_over_loopback() {
             break;
         }
     }
+    // The reason (PeerLeft, not DetectionTimeout) proves it was the announcement;
+    // the bound is loose for loaded CI machines.
     assert!(
-        left.elapsed() < Duration::from_millis(50),
+        left.elapsed() < Duration::from_secs(1),
         "{:?}",
         left.elapsed()
     );
