@@ -175,6 +175,9 @@ pub struct StatusView {
     pub half_open: usize,
     /// Child SAs.
     pub child_sas: usize,
+    /// SAs in the data plane (two per Child SA), when the core has one.
+    #[serde(default)]
+    pub dataplane_sas: Option<usize>,
     /// `local`, or the node name when clustered.
     pub node: String,
     /// Successful reloads since start.

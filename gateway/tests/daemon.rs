@@ -1,6 +1,8 @@
 //! batond in-process: the control protocol, ikectl, reload, the NAT-T framing of the
 //! effect executor, the key log and metrics, on loopback with random ports.
 
+#![allow(clippy::panic)] // a missing prerequisite fails with a message
+
 mod common;
 
 use std::io::{Read, Write};
@@ -372,4 +374,47 @@ async fn start_reports_port_in_use() {
         e.starts_with(&format!("cannot bind UDP 127.0.0.1:{port}: ")),
         "{e}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_and_ipv4_listen_addresses_answer_from_their_own_socket() {
+    let dir = TempDir::new("v6");
+    let cfg = write_config(&dir.0, false);
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace(
+            "listen = [\"127.0.0.1\"]",
+            "listen = [\"127.0.0.1\", \"::1\"]",
+        ),
+    )
+    .unwrap();
+    let (core, _) = ScriptedCore::new(Vec::new());
+    let h = match daemon::start(&cfg, Some(Box::new(core))).await {
+        Ok(h) => h,
+        Err(e) => {
+            panic!("binding [::1] failed ({e}); this test needs IPv6 on the loopback interface")
+        }
+    };
+    assert_eq!(
+        h.udp.len(),
+        4,
+        "IKE and NAT-T ports on each of the two addresses: {:?}",
+        h.udp
+    );
+    let v6_ike = h
+        .udp
+        .iter()
+        .find(|a| a.is_ipv6() && a.port() == h.udp[0].port())
+        .copied()
+        .unwrap();
+    let peer = tokio::net::UdpSocket::bind("[::1]:0").await.unwrap();
+    peer.send_to(b"over-ipv6", v6_ike).await.unwrap();
+    let mut buf = [0u8; 64];
+    let (n, from) = tokio::time::timeout(Duration::from_secs(5), peer.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((&buf[..n], from), (&b"over-ipv6"[..], v6_ike));
+    h.shutdown().await;
 }

@@ -147,7 +147,8 @@ async fn client_establishes_an_sa_that_ikectl_lists_and_terminates() {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let sas = ctl(&h.control_socket, Request::ListSas).await.unwrap();
-        if sas.as_array().is_some_and(Vec::is_empty) {
+        let st = ctl(&h.control_socket, Request::Status).await.unwrap();
+        if sas.as_array().is_some_and(Vec::is_empty) && st["dataplane_sas"].as_u64() == Some(0) {
             break;
         }
         assert!(Instant::now() < deadline, "SA still listed: {sas}");

@@ -141,7 +141,7 @@ fn status_text(s: &StatusView) -> String {
          data plane:  {}\n\
          core:        {}\n\
          connections: {}\n\
-         IKE SAs: {} established, {} half-open; Child SAs: {}\n",
+         IKE SAs: {} established, {} half-open; Child SAs: {}{}\n",
         s.version,
         s.pid,
         s.uptime_secs,
@@ -154,7 +154,9 @@ fn status_text(s: &StatusView) -> String {
         s.connections.join(", "),
         s.ike_sas,
         s.half_open,
-        s.child_sas
+        s.child_sas,
+        s.dataplane_sas
+            .map_or(String::new(), |n| format!(" ({n} SAs in the data plane)"))
     )
 }
 

@@ -132,6 +132,11 @@ pub trait Core: Send {
     fn reconfigure(&mut self, config: &GatewayConfig);
     /// Current counts.
     fn counts(&self) -> Counts;
+    /// SAs held by the data plane (kernel or memory), for `ikectl status`; `None` when
+    /// this core has no data plane.
+    fn dataplane_sas(&mut self) -> Option<usize> {
+        None
+    }
 }
 
 /// Stands in for the protocol core until `ike::endpoint` is built into the gateway:

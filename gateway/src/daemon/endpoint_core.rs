@@ -306,6 +306,10 @@ impl Core for EndpointCore {
         self.endpoint.reconfigure(endpoint_config(config));
     }
 
+    fn dataplane_sas(&mut self) -> Option<usize> {
+        self.dataplane.list_sas().ok().map(|v| v.len())
+    }
+
     fn counts(&self) -> Counts {
         Counts {
             ike_sas: self.endpoint.ike_sa_count(),

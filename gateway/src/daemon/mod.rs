@@ -347,6 +347,7 @@ impl Runtime {
                     ike_sas: counts.ike_sas,
                     half_open: counts.half_open,
                     child_sas: counts.child_sas,
+                    dataplane_sas: self.core.dataplane_sas(),
                     node: self
                         .config
                         .cluster
