@@ -2,7 +2,7 @@
 //! `EventMonitor`, a second socket subscribed to the kernel's expire and
 //! replay events.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::io;
 use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
@@ -33,6 +33,13 @@ impl Drop for Answers {
     fn drop(&mut self) {
         self.0.iter_mut().for_each(scrub);
     }
+}
+
+/// Why an exchange failed, before the operation's context is added.
+enum Failure {
+    Refused(Nack),
+    Io(io::Error),
+    Malformed(String),
 }
 
 /// What the refused request was about, to name the missing piece precisely.
@@ -124,16 +131,32 @@ fn recv_datagram(sock: &Socket, buf: &mut Zeroizing<Vec<u8>>, flags: i32) -> io:
 }
 
 /// The kernel data plane.
-#[derive(Debug)]
 pub struct KernelDataplane {
     sock: Socket,
     seq: u32,
     buf: Zeroizing<Vec<u8>>,
     owned: OwnedRange,
-    /// SPIs this data plane allocated whose larval SA is still to be replaced.
-    larval: HashSet<SaId>,
+    /// SPIs this data plane allocated whose larval SA is still to be
+    /// replaced, with when they were allocated.
+    larval: HashMap<SaId, Instant>,
     events: Option<EventMonitor>,
 }
+
+impl std::fmt::Debug for KernelDataplane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // No buffers: they may have held keys.
+        f.debug_struct("KernelDataplane")
+            .field("fd", &self.sock.as_raw_fd())
+            .field("owned", &self.owned)
+            .field("larval", &self.larval.len())
+            .field("events", &self.events.is_some())
+            .finish()
+    }
+}
+
+/// The kernel drops larval SAs after `net.core.xfrm_acq_expires` (30 s by
+/// default); entries older than this are forgotten.
+const LARVAL_MEMORY: Duration = Duration::from_secs(120);
 
 impl KernelDataplane {
     /// Opens the data plane in the caller's network namespace. `owned` marks
@@ -148,7 +171,7 @@ impl KernelDataplane {
             seq: seed,
             buf: Zeroizing::new(Vec::with_capacity(RECV_BUF)),
             owned,
-            larval: HashSet::new(),
+            larval: HashMap::new(),
             events: None,
         })
     }
@@ -168,11 +191,10 @@ impl KernelDataplane {
 
     fn transact(
         &mut self,
-        op: &str,
         msg: XfrmMessage,
         expect: Expect,
         extra_flags: u16,
-    ) -> Result<Answers, Nack> {
+    ) -> Result<Answers, Failure> {
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
         let mut req = wire::encode(msg, seq, expect);
@@ -184,36 +206,21 @@ impl KernelDataplane {
         }
         let sent = self.sock.send(&req.bytes, 0);
         drop(req);
-        if let Err(e) = sent {
-            return Err(Nack {
-                errno: e.raw_os_error().unwrap_or(libc::EIO),
-                message: Some(format!("{op}: send: {e}")),
-            });
-        }
+        sent.map_err(Failure::Io)?;
         let mut ex = Exchange::new(seq, expect);
         loop {
             let n = match recv_datagram(&self.sock, &mut self.buf, 0) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    return Err(Nack {
-                        errno: e.raw_os_error().unwrap_or(libc::EIO),
-                        message: Some(format!("recv: {e}")),
-                    });
-                }
+                Err(e) => return Err(Failure::Io(e)),
             };
             let progress = ex.on_datagram(self.buf.get(..n).unwrap_or_default());
             self.buf.zeroize();
             match progress {
                 Ok(Progress::Pending) => {}
                 Ok(Progress::Done(v)) => return Ok(Answers(v)),
-                Ok(Progress::Refused(n)) => return Err(n),
-                Err(detail) => {
-                    return Err(Nack {
-                        errno: libc::EBADMSG,
-                        message: Some(detail),
-                    });
-                }
+                Ok(Progress::Refused(n)) => return Err(Failure::Refused(n)),
+                Err(detail) => return Err(Failure::Malformed(detail)),
             }
         }
     }
@@ -236,14 +243,11 @@ impl KernelDataplane {
         extra: u16,
         about: About<'_>,
     ) -> Result<Answers> {
-        match self.transact("xfrm", msg, expect, extra) {
-            Ok(a) => Ok(a),
-            Err(n) if n.errno == libc::EBADMSG => Err(Error::Malformed {
-                op: op(),
-                detail: n.message.unwrap_or_default(),
-            }),
-            Err(n) => Err(refused(op(), n, about)),
-        }
+        self.transact(msg, expect, extra).map_err(|f| match f {
+            Failure::Refused(n) => refused(op(), n, about),
+            Failure::Io(source) => Error::Io { op: op(), source },
+            Failure::Malformed(detail) => Error::Malformed { op: op(), detail },
+        })
     }
 
     fn get_ae(&mut self, id: &SaId) -> Result<ae::AeAnswer> {
@@ -296,7 +300,10 @@ impl Dataplane for KernelDataplane {
                         detail: format!("kernel chose SPI {spi} outside the range"),
                     });
                 }
-                self.larval.insert(SaId { dst, spi, proto });
+                let now = Instant::now();
+                self.larval
+                    .retain(|_, at| now.duration_since(*at) < LARVAL_MEMORY);
+                self.larval.insert(SaId { dst, spi, proto }, now);
                 return Ok(spi);
             }
         }
@@ -308,7 +315,7 @@ impl Dataplane for KernelDataplane {
 
     fn add_sa(&mut self, spec: &SaSpec) -> Result<()> {
         spec.validate()?;
-        let larval = self.larval.contains(&spec.id);
+        let larval = self.larval.contains_key(&spec.id);
         let op = || {
             format!(
                 "adding SA {} ({})",
@@ -320,9 +327,16 @@ impl Dataplane for KernelDataplane {
                 }
             )
         };
-        self.run(op, sa::add(spec, larval), Expect::Ack, About::Sa(spec))?;
+        let result = match self.run(op, sa::add(spec, larval), Expect::Ack, About::Sa(spec)) {
+            // The larval SA expired in the kernel meanwhile: install afresh.
+            Err(e) if larval && e.is_not_found() => {
+                let op = || format!("adding SA {} (XFRM_MSG_NEWSA)", spec.id);
+                self.run(op, sa::add(spec, false), Expect::Ack, About::Sa(spec))
+            }
+            other => other,
+        };
         self.larval.remove(&spec.id);
-        Ok(())
+        result.map(drop)
     }
 
     fn update_sa(&mut self, spec: &SaSpec) -> Result<()> {
@@ -492,12 +506,24 @@ impl Dataplane for KernelDataplane {
 /// A netlink socket subscribed to XFRMNLGRP_EXPIRE and XFRMNLGRP_AEVENTS.
 /// Non-blocking: poll its file descriptor for readiness, then call
 /// [`EventMonitor::try_recv`].
-#[derive(Debug)]
 pub struct EventMonitor {
     sock: Socket,
     buf: Zeroizing<Vec<u8>>,
     owned: Option<OwnedRange>,
 }
+
+impl std::fmt::Debug for EventMonitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventMonitor")
+            .field("fd", &self.sock.as_raw_fd())
+            .field("owned", &self.owned)
+            .finish()
+    }
+}
+
+/// Receive buffer of the event socket: room for bursts of replay events
+/// from many SAs before the kernel reports an overrun (ENOBUFS).
+const EVENT_RCVBUF: usize = 4 << 20;
 
 impl EventMonitor {
     /// Subscribes in the caller's network namespace; with `owned`, only
@@ -511,6 +537,8 @@ impl EventMonitor {
             sock.add_membership(g).map_err(|e| io_err(op, e))?;
         }
         sock.set_non_blocking(true).map_err(|e| io_err(op, e))?;
+        // Best effort: without CAP_NET_ADMIN the kernel caps it at rmem_max.
+        let _ = sock.set_rx_buf_sz(EVENT_RCVBUF);
         Ok(Self {
             sock,
             buf: Zeroizing::new(Vec::with_capacity(RECV_BUF)),

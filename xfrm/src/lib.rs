@@ -20,6 +20,7 @@ mod error;
 mod kernel;
 mod memory;
 pub mod replay;
+mod socket;
 mod types;
 mod wire;
 
@@ -28,6 +29,7 @@ pub use error::{Error, Result};
 pub use kernel::{EventMonitor, KernelDataplane};
 pub use memory::{LARVAL_LIFETIME_SECS, MemoryDataplane, SeqRange, Wire};
 pub use replay::Received;
+pub use socket::{bypass_ipsec, enable_espinudp};
 pub use types::*;
 
 /// Byte-level access to the request encoder, for golden tests against

@@ -196,3 +196,20 @@ fn missing_sa_is_not_found() {
         assert_eq!(dp.flush_own().unwrap(), Default::default());
     });
 }
+
+#[test]
+fn ike_socket_bypass_and_espinudp() {
+    require_root("kernel_host tests");
+    in_fresh_netns(|| {
+        let v4 = std::net::UdpSocket::bind("0.0.0.0:4500").unwrap();
+        xfrm::enable_espinudp(&v4).unwrap();
+        xfrm::bypass_ipsec(&v4, false).unwrap();
+        let v6 = std::net::UdpSocket::bind("[::]:4501").unwrap();
+        xfrm::enable_espinudp(&v6).unwrap();
+        xfrm::bypass_ipsec(&v6, true).unwrap();
+        // A TCP socket has no UDP_ENCAP: the error names what failed.
+        let tcp = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+        let e = xfrm::enable_espinudp(&tcp).unwrap_err();
+        assert!(e.to_string().contains("UDP_ENCAP_ESPINUDP"), "{e}");
+    });
+}

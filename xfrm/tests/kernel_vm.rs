@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     OWNED, all_cryptos, enter_named_netns, in_fresh_netns, ip, key, require_root, sa, sh,
+    udp_encap_socket,
 };
 use xfrm::{
     AeadAlgorithm, Crypto, Dataplane, DataplaneEvent, Direction, Error, EventMonitor,
@@ -41,6 +42,11 @@ fn kernel_vm() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../interop/vm/run-in-vm");
     let out = std::process::Command::new(&script)
         .args(["-t", "600", "--", "env", "BATON_IN_VM=1"])
+        // BATON_VM_ONLY=NAME runs only the checks whose name contains NAME.
+        .arg(format!(
+            "BATON_VM_ONLY={}",
+            std::env::var("BATON_VM_ONLY").unwrap_or_default()
+        ))
         .arg(&exe)
         .args(["--exact", "kernel_vm", "--nocapture", "--test-threads=1"])
         .output()
@@ -73,15 +79,25 @@ fn run_checks_in_vm() {
         ("replay_state_get_set", replay_state),
         ("expire_and_replay_events", events),
         ("flush_own_removes_only_ours", flush_own),
-        ("esp_traffic_between_namespaces", data_path),
+        ("esp_traffic_between_namespaces", || data_path(1, false)),
+        ("esp_in_udp_traffic_between_namespaces", || {
+            data_path(2, true);
+        }),
     ];
+    let only = std::env::var("BATON_VM_ONLY").unwrap_or_default();
+    let mut ran = 0;
     for (name, check) in checks {
+        if !name.contains(only.as_str()) {
+            continue;
+        }
+        ran += 1;
         let t = Instant::now();
         let f = *check;
         in_fresh_netns(f);
         println!("vm check {name}: ok ({} ms)", t.elapsed().as_millis());
     }
-    println!("{MARKER} {}", checks.len());
+    assert!(ran > 0, "no check matches BATON_VM_ONLY={only}");
+    println!("{MARKER} {ran}");
 }
 
 fn sa_round_trip() {
@@ -583,16 +599,20 @@ fn flush_own() {
 }
 
 /// Two namespaces joined by veth, an ESP tunnel between them installed
-/// through `KernelDataplane`, a ping across, and the counters read back.
-fn data_path() {
-    sh("ip netns add a && ip netns add b && ip link add va netns a type veth peer name vb netns b");
-    sh(
-        "ip -n a addr add 192.168.77.1/24 dev va && ip -n a link set va up && ip -n a link set lo up",
-    );
-    sh(
-        "ip -n b addr add 192.168.77.2/24 dev vb && ip -n b link set vb up && ip -n b link set lo up",
-    );
-    let (a, b) = ("192.168.77.1", "192.168.77.2");
+/// through `KernelDataplane` (with `encap`: ESP in UDP 4500, RFC 3948), a
+/// ping across, and the counters, replay state and replay events read back.
+fn data_path(n: u32, encap: bool) {
+    let (na, nb) = (format!("a{n}"), format!("b{n}"));
+    sh(&format!(
+        "ip netns add {na} && ip netns add {nb} && ip link add va netns {na} type veth peer name vb netns {nb}"
+    ));
+    let (a, b) = (format!("192.168.7{n}.1"), format!("192.168.7{n}.2"));
+    sh(&format!(
+        "ip -n {na} addr add {a}/24 dev va && ip -n {na} link set va up && ip -n {na} link set lo up"
+    ));
+    sh(&format!(
+        "ip -n {nb} addr add {b}/24 dev vb && ip -n {nb} link set vb up && ip -n {nb} link set lo up"
+    ));
     let k_ab = Crypto::Aead {
         alg: AeadAlgorithm::AesGcm,
         key: key(20, 0xab),
@@ -603,21 +623,29 @@ fn data_path() {
         key: key(36, 0xba),
         icv_bits: 128,
     };
-    let sa_ab = sa(b, a, 0x4241_6001, OWNED.min + 1, k_ab);
-    let mut sa_ba = sa(a, b, 0x4241_6002, OWNED.min + 1, k_ba);
+    let reqid = OWNED.min + n;
+    let mut sa_ab = sa(&b, &a, 0x4241_6001 + 16 * n, reqid, k_ab);
+    let mut sa_ba = sa(&a, &b, 0x4241_6002 + 16 * n, reqid, k_ba);
     sa_ba.esn = true;
+    if encap {
+        sa_ab.encap = Some(UdpEncap {
+            sport: 4500,
+            dport: 4500,
+        });
+        sa_ba.encap = sa_ab.encap;
+    }
     let mut sa_ab_in_b = sa_ab.clone();
     sa_ab_in_b.replay_events = Some(ReplayEventThresholds {
         packets: 4,
         timer_jiffies: 0,
     });
-    let policies = |local: &str, remote: &str| {
+    let policies = move |local: &str, remote: &str| {
         let out = Selector::new(Prefix::host(ip(local)), Prefix::host(ip(remote))).unwrap();
         let inb = Selector::new(Prefix::host(ip(remote)), Prefix::host(ip(local))).unwrap();
         let t = |s: &str, d: &str| Template {
             proto: Protocol::Esp,
             mode: Mode::Tunnel,
-            reqid: OWNED.min + 1,
+            reqid,
             tunnel: Some((ip(s), ip(d))),
         };
         vec![
@@ -637,35 +665,54 @@ fn data_path() {
             },
         ]
     };
-    let setup = move |ns: &'static str, sas: Vec<SaSpec>, pols: Vec<PolicySpec>| {
+    let setup = move |ns: String, sas: Vec<SaSpec>, pols: Vec<PolicySpec>| {
         std::thread::spawn(move || {
-            enter_named_netns(ns);
+            enter_named_netns(&ns);
             let mut dp = KernelDataplane::open(OWNED).unwrap();
             let mon = EventMonitor::open(Some(OWNED)).unwrap();
+            let udp = encap.then(udp_encap_socket);
             for s in &sas {
                 dp.add_sa(s).unwrap();
             }
             for p in &pols {
                 dp.add_policy(p).unwrap();
             }
-            (dp, mon)
+            (dp, mon, udp)
         })
         .join()
         .unwrap()
     };
-    let (mut dp_a, _mon_a) = setup("a", vec![sa_ab.clone(), sa_ba.clone()], policies(a, b));
-    let (mut dp_b, mut mon_b) = setup("b", vec![sa_ab_in_b, sa_ba.clone()], policies(b, a));
+    let (mut dp_a, _mon_a, _udp_a) = setup(
+        na.clone(),
+        vec![sa_ab.clone(), sa_ba.clone()],
+        policies(&a, &b),
+    );
+    let (mut dp_b, mut mon_b, _udp_b) = setup(
+        nb.clone(),
+        vec![sa_ab_in_b, sa_ba.clone()],
+        policies(&b, &a),
+    );
+    assert_eq!(dp_b.get_sa(&sa_ab.id).unwrap().spec.encap, sa_ab.encap);
 
     let ping = if Path::new("/bin/ping").exists() || Path::new("/usr/bin/ping").exists() {
         "ping"
     } else {
         "busybox ping"
     };
-    let out = sh(&format!("ip netns exec a {ping} -c 8 -i 0.2 -W 3 {b}"));
-    assert!(
-        out.contains("8 received") || out.contains("8 packets received"),
-        "{out}"
-    );
+    let cmd = format!("ip netns exec {na} {ping} -c 8 -i 0.2 -W 3 {b}");
+    let res = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&cmd)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&res.stdout).into_owned();
+    if !(out.contains("8 received") || out.contains("8 packets received")) {
+        let diag = sh(&format!(
+            "for n in {na} {nb}; do echo == $n; ip netns exec $n cat /proc/net/xfrm_stat | grep -v ' 0$'; \
+             ip -n $n -s xfrm state; ip netns exec $n cat /proc/net/udp; ip netns exec $n grep Udp: /proc/net/snmp; done"
+        ));
+        panic!("`{cmd}` failed:\n{out}\n{diag}");
+    }
     // Proof that it went through ESP: the SAs counted the packets.
     let a_out = dp_a.get_counters(&sa_ab.id).unwrap();
     let b_in = dp_b.get_counters(&sa_ab.id).unwrap();
@@ -684,8 +731,10 @@ fn data_path() {
     assert!(out_state.oseq >= 8, "{out_state:?}");
     assert_eq!(in_state.seq, out_state.oseq, "receiver saw every packet");
     assert!((1..=8).all(|n| in_state.received(n)), "{in_state:?}");
-    let esn_out = dp_b.get_replay_state(&sa_ba.id).unwrap();
-    assert!(esn_out.oseq >= 8);
+    assert!(dp_b.get_replay_state(&sa_ba.id).unwrap().oseq >= 8);
+    // With `encap`, the ping getting through proves the UDP encapsulation: an
+    // SA with encapsulation drops plain ESP (XfrmInStateMismatch), and
+    // ESP-in-UDP is only decapsulated on the UDP_ENCAP socket.
     // Asynchronous replay events at the 4-packet threshold on b's inbound SA.
     let id = sa_ab.id;
     let seen = wait_for(
@@ -701,6 +750,6 @@ fn data_path() {
         })
         .collect();
     assert!(seqs.iter().all(|&s| s >= 4), "{seqs:?}");
-    println!("data path: a->b {a_out:?}; replay events at inbound seq {seqs:?}");
-    sh("ip netns del a; ip netns del b");
+    println!("data path (encap {encap}): a->b {a_out:?}; replay events at inbound seq {seqs:?}");
+    sh(&format!("ip netns del {na}; ip netns del {nb}"));
 }

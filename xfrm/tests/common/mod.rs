@@ -141,3 +141,15 @@ pub fn sa(dst: &str, src: &str, spi: u32, reqid: u32, crypto: Crypto) -> SaSpec 
         crypto,
     )
 }
+
+/// A UDP socket on port 4500 set up as an IKE daemon sets up its NAT-T
+/// socket, in the current thread's namespace: ESP-in-UDP enabled (the kernel
+/// only decapsulates RFC 3948 packets arriving on such a socket) and IPsec
+/// bypassed (else host-to-host policies would drop the UDP datagrams before
+/// the decapsulation sees them).
+pub fn udp_encap_socket() -> std::net::UdpSocket {
+    let sock = std::net::UdpSocket::bind("0.0.0.0:4500").expect("bind udp/4500");
+    xfrm::enable_espinudp(&sock).expect("UDP_ENCAP");
+    xfrm::bypass_ipsec(&sock, false).expect("bypass policy");
+    sock
+}
