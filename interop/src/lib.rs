@@ -24,6 +24,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod checks;
 pub mod netns;
 pub mod pki;
 pub mod process;
