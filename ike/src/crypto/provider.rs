@@ -75,17 +75,18 @@ mod null {
         Ok(Box::new(NullCipher))
     }
 
-    /// Deterministic "randomness" so fuzz runs reproduce.
-    fn zero_random(buf: &mut [u8]) {
-        buf.fill(0);
+    /// Deterministic "randomness" so fuzz runs reproduce; not zero, because a zero SPI
+    /// means "unset" (RFC 7296 §3.1).
+    fn fixed_random(buf: &mut [u8]) {
+        buf.fill(0x42);
     }
 
-    /// NO SECURITY: identity SK cipher, zero ICV accepted, all-zero randomness. For fuzzers.
+    /// NO SECURITY: identity SK cipher, zero ICV accepted, fixed randomness. For fuzzers.
     pub static NULL_PROVIDER: CryptoProvider = CryptoProvider {
         prfs: &PRFS,
         ke_methods: &KE_METHODS,
         sk_cipher: null_cipher,
-        fill_random: zero_random,
+        fill_random: fixed_random,
     };
 
     #[cfg(test)]
