@@ -24,6 +24,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod capture;
 pub mod checks;
 pub mod netns;
 pub mod pki;
@@ -33,6 +34,7 @@ pub mod strongswan;
 pub mod topology;
 pub mod vici;
 
+pub use capture::{Capture, IkeDatagram};
 pub use netns::{Netns, veth};
 pub use pki::TestPki;
 pub use process::{Daemon, WorkDir, udp_port_bound, wait_for};

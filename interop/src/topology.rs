@@ -140,6 +140,9 @@ pub fn check_prerequisites() -> Result<(), Error> {
         ("unshare", "util-linux"),
         ("nft", "nftables"),
         ("swanctl", "strongswan-swanctl"),
+        ("pki", "strongswan-pki"),
+        ("tcpdump", "tcpdump"),
+        ("ss", "iproute2"),
     ] {
         if run("sh", &["-c", &format!("command -v {tool}")]).is_err() {
             missing.push(format!("{tool} (apt install {package})"));

@@ -65,6 +65,7 @@ fn psk_tunnel_establishes() {
     prerequisites();
     let topo = Topology::direct().expect("topology");
     let (gw, client) = pair(&topo, &PskConnection::client(topo.gateway_addr));
+    let capture = interop::Capture::start(&topo.gateway, gw.dir(), "ike", "eth0").expect("tcpdump");
     client.initiate("home", "net").expect("initiate");
 
     let c_sas = client.list_sas().expect("client list-sas");
@@ -80,6 +81,32 @@ fn psk_tunnel_establishes() {
         installed_children(c)[0].encr_alg.as_deref(),
         Some("AES_GCM_16")
     );
+
+    // On the wire: IKE_SA_INIT on 500, then IKE_AUTH on 4500 behind the non-ESP marker
+    // (kernel-libipsec makes charon float to 4500), all with the SPI charon reports.
+    let wire = capture.finish().expect("capture");
+    let kinds: Vec<(Option<u8>, bool, u16)> = wire
+        .iter()
+        .map(|d| (d.exchange_type(), d.is_response(), d.dport))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (Some(34), false, 500),
+            (Some(34), true, 500),
+            (Some(35), false, 4500),
+            (Some(35), true, 4500)
+        ],
+        "{wire:#?}"
+    );
+    assert!(wire[2].non_esp_marker && !wire[0].non_esp_marker);
+    let spi_i: String = wire[0]
+        .spi_i()
+        .expect("spi")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(spi_i, c.initiator_spi);
 
     // Deleting from the client removes the SA on the gateway too.
     client.terminate_ike("home").expect("terminate");
