@@ -156,3 +156,86 @@ async fn client_establishes_an_sa_that_ikectl_lists_and_terminates() {
     }
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_authentication_with_the_bundled_example() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let dir = TempDir::new("e2e-cert");
+    let (ike, natt) = common::free_udp_ports();
+    let text = std::fs::read_to_string(examples.join("gateway-cert.toml")).unwrap();
+    let text = text
+        .replace("ike_port = 5510", &format!("ike_port = {ike}"))
+        .replace("natt_port = 5511", &format!("natt_port = {natt}"))
+        .replace(
+            "/tmp/baton-example-cert.sock",
+            &dir.0.join("ctl.sock").display().to_string(),
+        )
+        .replace(
+            "/tmp/baton-example-cert.keys",
+            &dir.0.join("ike.keys").display().to_string(),
+        )
+        .replace(
+            "\"certs/",
+            &format!("\"{}/", examples.join("certs").display()),
+        );
+    let cfg = dir.0.join("gw.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let h = daemon::start(&cfg, None).await.unwrap();
+
+    let certs = examples.join("certs");
+    let client_toml = format!(
+        r#"
+[gateway]
+listen = ["127.0.0.1"]
+dataplane = "memory"
+
+[[connection]]
+name = "home"
+proposals = ["aes256gcm16-prfsha384-ecp384"]
+esp_proposals = ["aes256gcm16"]
+local_id = "client.example"
+local_auth = "pubkey"
+local_cert = "{c}/client.pem"
+local_key = "{c}/client.key"
+remote_id = "gw.example"
+remote_auth = "pubkey"
+remote_ca = "{c}/ca.pem"
+local_ts = ["dynamic"]
+remote_ts = ["0.0.0.0/0"]
+"#,
+        c = certs.display()
+    );
+    let c = GatewayConfig::parse(Path::new("client.toml"), &client_toml).unwrap();
+    let mut ec = EndpointConfig::new(&ike::crypto::DEFAULT_PROVIDER);
+    ec.connections = c.connections.clone();
+    let now = Instant::now();
+    let mut client = Endpoint::new(ec, now);
+    client.set_wall_clock(now, std::time::SystemTime::now());
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let local = sock.local_addr().unwrap();
+    let opts = InitiatorOptions {
+        request_virtual_ip: true,
+        ..Default::default()
+    };
+    client
+        .initiate(now, "home", local, h.udp[0], opts)
+        .expect("initiate");
+    let events = drive(&mut client, &sock, |e| {
+        matches!(
+            e,
+            SaEvent::IkeUp { .. } | SaEvent::InitiationFailed { .. } | SaEvent::AuthFailed { .. }
+        )
+    })
+    .await;
+    assert!(
+        matches!(events.last(), Some(SaEvent::IkeUp { .. })),
+        "{events:?}"
+    );
+    let sas: Vec<IkeSaView> =
+        serde_json::from_value(ctl(&h.control_socket, Request::ListSas).await.unwrap()).unwrap();
+    assert_eq!(sas.len(), 1, "{sas:?}");
+    assert_eq!(sas[0].connection, "rw-cert");
+    assert_eq!(sas[0].remote_id, "client.example");
+    assert_eq!(sas[0].virtual_ip.as_deref(), Some("10.9.0.1"));
+    h.shutdown().await;
+}

@@ -40,11 +40,25 @@ pub fn open_dataplane(cfg: &GatewayConfig) -> Result<Box<dyn Dataplane>, String>
                 u64::from_le_bytes(seed),
             )))
         }
-        DataplaneKind::Xfrm => xfrm::KernelDataplane::open_with_events(owned)
-            .map(|d| Box::new(d) as Box<dyn Dataplane>)
-            .map_err(|e| {
+        DataplaneKind::Xfrm => {
+            let mut dp = xfrm::KernelDataplane::open_with_events(owned).map_err(|e| {
                 format!("{e} (dataplane = \"xfrm\" needs CAP_NET_ADMIN; \"memory\" needs nothing)")
-            }),
+            })?;
+            // A fresh daemon has no SAs: whatever the kernel still holds under our reqids
+            // was left by a previous run that died, and would shadow new Child SAs.
+            match dp.flush_own() {
+                Ok(r) if r.sas > 0 || r.policies > 0 => {
+                    tracing::warn!(
+                        sas = r.sas,
+                        policies = r.policies,
+                        "removed stale kernel state of a previous run"
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => return Err(format!("cannot flush stale kernel state: {e}")),
+            }
+            Ok(Box::new(dp))
+        }
     }
 }
 
