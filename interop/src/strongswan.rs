@@ -31,6 +31,17 @@ pub enum KernelInterface {
     Netlink,
 }
 
+impl KernelInterface {
+    /// `Netlink` if the environment variable `BATON_INTEROP_KERNEL` is `netlink`
+    /// (inside interop/vm/run-in-vm, where the kernel has ESP), `Libipsec` otherwise.
+    pub fn from_env() -> Self {
+        match std::env::var("BATON_INTEROP_KERNEL").as_deref() {
+            Ok("netlink") => Self::Netlink,
+            _ => Self::Libipsec,
+        }
+    }
+}
+
 /// The plugins charon loads (Debian bookworm 5.9.8 needs `kdf` for the PRF+).
 const PLUGINS: &str = "random nonce openssl chapoly kdf x509 pubkey pem pkcs1 pkcs8 curve25519 revocation constraints";
 
@@ -45,9 +56,11 @@ pub struct Charon {
 }
 
 impl Charon {
-    /// Starts charon in `ns` with kernel-libipsec and default settings.
+    /// Starts charon in `ns` with default settings and the kernel interface
+    /// [`KernelInterface::from_env`] picks (kernel-libipsec unless
+    /// `BATON_INTEROP_KERNEL=netlink`, for runs inside the real-kernel VM).
     pub fn start(ns: &Netns, label: &str) -> Result<Self, Error> {
-        Self::start_with(ns, label, KernelInterface::Libipsec, "")
+        Self::start_with(ns, label, KernelInterface::from_env(), "")
     }
 
     /// Starts charon in `ns`; `extra` is inserted into the `charon { }` section of its
