@@ -341,7 +341,7 @@ addresses, and the exchange moves to port 4500 after IKE_SA_INIT."
 Produced $(date -u +%Y-%m-%d) with Debian bookworm's strongSwan $(dpkg-query -W -f='${Version}' strongswan-charon)
 (charon + swanctl, kernel interface: $KERNEL) by
 
-    interop/capture/capture-strongswan.sh --kernel $KERNEL $name
+    $( [[ $KERNEL == netlink ]] && echo "interop/vm/run-in-vm -w testvectors -- " )interop/capture/capture-strongswan.sh --kernel $KERNEL $name
 
 Two charon daemons, each in its own network namespace, mount namespace (/run) and vici
 socket: the client (initiator, $CL_ADDR, id client.example) and the gateway (responder,
