@@ -406,3 +406,11 @@ fn debug_never_prints_keys() {
         assert!(text.contains("key bytes redacted"));
     }
 }
+
+#[test]
+fn dataplane_is_object_safe_for_the_gateway() {
+    // The gateway picks `dataplane = "xfrm" | "memory"` at run time.
+    let mut dp: Box<dyn Dataplane> = Box::new(MemoryDataplane::new(OWNED, 3));
+    dp.add_sa(&gcm_sa(0x9000)).unwrap();
+    assert_eq!(dp.list_sas().unwrap().len(), 1);
+}
