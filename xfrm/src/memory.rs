@@ -136,6 +136,8 @@ pub struct MemoryDataplane {
     now: u64,
     rng: u64,
     wire: Option<Wire>,
+    /// Injected failures: (calls left, errno).
+    fail: Option<(usize, i32)>,
 }
 
 impl MemoryDataplane {
@@ -150,6 +152,7 @@ impl MemoryDataplane {
             now: 0,
             rng: seed | 1,
             wire: None,
+            fail: None,
         }
     }
 
@@ -360,6 +363,37 @@ impl MemoryDataplane {
         }
     }
 
+    /// Makes the next `calls` data plane calls (any `Dataplane` method but
+    /// `poll_events`) fail as if the kernel answered `errno`, to exercise the
+    /// callers' error paths.
+    pub fn fail_next(&mut self, calls: usize, errno: i32) {
+        self.fail = (calls > 0).then_some((calls, errno));
+    }
+
+    fn injected(&mut self, op: &str) -> Result<()> {
+        let Some((left, errno)) = self.fail else {
+            return Ok(());
+        };
+        self.fail = (left > 1).then_some((left - 1, errno));
+        Err(Error::Kernel {
+            op: format!("{op} (injected failure)"),
+            errno,
+            kernel_message: None,
+        })
+    }
+
+    /// Receives `count` packets in order from `first` on, `bytes` each;
+    /// returns how many were accepted (see [`MemoryDataplane::receive`]).
+    pub fn receive_range(&mut self, id: &SaId, first: u64, count: u64, bytes: u64) -> Result<u64> {
+        let mut accepted = 0;
+        for n in first..first.saturating_add(count) {
+            if self.receive(id, n, bytes)? == Received::Accepted {
+                accepted += 1;
+            }
+        }
+        Ok(accepted)
+    }
+
     /// Number of installed SAs (larval ones excluded).
     pub fn sa_count(&self) -> usize {
         self.sas.len()
@@ -380,6 +414,7 @@ impl Dataplane for MemoryDataplane {
         reqid: u32,
         range: SpiRange,
     ) -> Result<Spi> {
+        self.injected("alloc_spi")?;
         let op = || {
             format!(
                 "allocating an SPI in {:#x}..={:#x} for {src} -> {dst}",
@@ -418,6 +453,7 @@ impl Dataplane for MemoryDataplane {
     }
 
     fn add_sa(&mut self, spec: &SaSpec) -> Result<()> {
+        self.injected("add_sa")?;
         spec.validate()?;
         if self.sas.contains_key(&spec.id) {
             return Err(Error::Exists {
@@ -431,6 +467,7 @@ impl Dataplane for MemoryDataplane {
     }
 
     fn update_sa(&mut self, spec: &SaSpec) -> Result<()> {
+        self.injected("update_sa")?;
         spec.validate()?;
         if self.larval.remove(&spec.id).is_some() {
             self.install(spec);
@@ -452,6 +489,7 @@ impl Dataplane for MemoryDataplane {
     }
 
     fn delete_sa(&mut self, id: &SaId) -> Result<()> {
+        self.injected("delete_sa")?;
         if self.larval.remove(id).is_some() {
             return Ok(());
         }
@@ -465,6 +503,7 @@ impl Dataplane for MemoryDataplane {
     }
 
     fn get_sa(&mut self, id: &SaId) -> Result<SaInfo> {
+        self.injected("get_sa")?;
         let sa = self.sa_mut(id, "reading")?;
         let mut spec = sa.spec.clone();
         spec.replay_state = Some(sa.state.clone());
@@ -476,11 +515,13 @@ impl Dataplane for MemoryDataplane {
     }
 
     fn list_sas(&mut self) -> Result<Vec<SaInfo>> {
+        self.injected("list_sas")?;
         let ids: Vec<SaId> = self.sas.keys().copied().collect();
         ids.iter().map(|id| self.get_sa(id)).collect()
     }
 
     fn add_policy(&mut self, p: &PolicySpec) -> Result<()> {
+        self.injected("add_policy")?;
         p.validate()?;
         if self.policies.contains_key(&p.id()) {
             return Err(Error::Exists {
@@ -493,12 +534,14 @@ impl Dataplane for MemoryDataplane {
     }
 
     fn update_policy(&mut self, p: &PolicySpec) -> Result<()> {
+        self.injected("update_policy")?;
         p.validate()?;
         self.policies.insert(p.id(), p.clone());
         Ok(())
     }
 
     fn delete_policy(&mut self, id: &PolicyId) -> Result<()> {
+        self.injected("delete_policy")?;
         self.policies
             .remove(id)
             .map(drop)
@@ -509,14 +552,17 @@ impl Dataplane for MemoryDataplane {
     }
 
     fn list_policies(&mut self) -> Result<Vec<PolicySpec>> {
+        self.injected("list_policies")?;
         Ok(self.policies.values().cloned().collect())
     }
 
     fn get_replay_state(&mut self, id: &SaId) -> Result<ReplayState> {
+        self.injected("get_replay_state")?;
         Ok(self.sa_mut(id, "reading replay state of")?.state.clone())
     }
 
     fn set_replay_state(&mut self, id: &SaId, state: &ReplayState) -> Result<()> {
+        self.injected("set_replay_state")?;
         let sa = self.sa_mut(id, "setting replay state of")?;
         if !sa.spec.esn && (state.oseq > u64::from(u32::MAX) || state.seq > u64::from(u32::MAX)) {
             return Err(Error::invalid(format!(
@@ -533,6 +579,7 @@ impl Dataplane for MemoryDataplane {
     }
 
     fn get_counters(&mut self, id: &SaId) -> Result<SaCounters> {
+        self.injected("get_counters")?;
         Ok(self.sa_mut(id, "reading counters of")?.counters)
     }
 
@@ -546,6 +593,7 @@ impl Dataplane for MemoryDataplane {
     }
 
     fn flush_own(&mut self) -> Result<FlushReport> {
+        self.injected("flush_own")?;
         let owned = self.owned;
         let before = (self.sas.len(), self.policies.len());
         self.sas.retain(|_, sa| !owned.contains(sa.spec.reqid));

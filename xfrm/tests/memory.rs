@@ -414,3 +414,23 @@ fn dataplane_is_object_safe_for_the_gateway() {
     dp.add_sa(&gcm_sa(0x9000)).unwrap();
     assert_eq!(dp.list_sas().unwrap().len(), 1);
 }
+
+#[test]
+fn injected_failures_and_in_order_receive() {
+    let mut dp = MemoryDataplane::new(OWNED, 1);
+    let s = gcm_sa(0xa000);
+    dp.fail_next(2, 105);
+    for _ in 0..2 {
+        let e = dp.add_sa(&s).unwrap_err();
+        assert!(matches!(e, Error::Kernel { errno: 105, .. }), "{e}");
+        assert!(e.to_string().contains("injected"), "{e}");
+    }
+    dp.add_sa(&s).unwrap();
+    assert_eq!(dp.receive_range(&s.id, 1, 40, 10).unwrap(), 40);
+    assert_eq!(
+        dp.receive_range(&s.id, 35, 10, 10).unwrap(),
+        4,
+        "35..=40 are replays"
+    );
+    assert_eq!(dp.get_replay_state(&s.id).unwrap().seq, 44);
+}
