@@ -184,6 +184,17 @@ pub struct ConnectionConfig {
     pub fragment_size: usize,
 }
 
+impl ConnectionConfig {
+    /// The remote identity when the connection names exactly one (sent as IDr by an
+    /// initiator).
+    pub fn remote_id_exact(&self) -> Option<&Identity> {
+        match &self.remote_id {
+            IdentityPattern::Exact(i) => Some(i),
+            _ => None,
+        }
+    }
+}
+
 /// A pre-shared key for a set of identities (`[[secret]]`): it applies when both the
 /// local and the remote identity are in `ids` (or `ids` holds only one of them).
 #[derive(Clone, Debug)]

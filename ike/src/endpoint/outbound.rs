@@ -1,0 +1,333 @@
+//! Requests we start inside an established IKE SA (liveness checks, deletes), their
+//! responses and retransmissions, and the per-SA timers (RFC 7296 §1.4, §2.4).
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use crate::sa::IkeSaId;
+use crate::sa::msgid::{RETRANSMIT_TRIES, retransmit_delay};
+use crate::sa::{IkeSaState, msgid::OutstandingRequest};
+use crate::wire::{DeletePayload, ExchangeType, HeaderView, IkeSpi, Payload, ProtocolId};
+
+use super::{Endpoint, SaEvent};
+
+/// What our outstanding request was for, so its response can be acted on. Kept beside
+/// the SA (not in it): a request in flight is not replicated; after a takeover the new
+/// owner simply starts over.
+pub(crate) enum PendingRequest {
+    /// An empty INFORMATIONAL (liveness check).
+    Liveness,
+    /// Delete of the whole IKE SA.
+    DeleteIke,
+    /// Delete of the Child SA with this inbound SPI.
+    DeleteChild(u32),
+    /// CREATE_CHILD_SA for a new Child SA, or a rekey of the one with inbound SPI
+    /// `rekey_of`.
+    CreateChild {
+        rekey_of: Option<u32>,
+        spi_in: u32,
+        ni: Vec<u8>,
+        sent_sa: crate::wire::SaPayload,
+        kex: Option<Box<dyn crate::crypto::KeyExchange>>,
+    },
+    /// CREATE_CHILD_SA rekeying the IKE SA (§1.3.2) to our new SPI `new_spi_i`.
+    RekeyIke {
+        new_spi_i: IkeSpi,
+        ni: Vec<u8>,
+        sent_sa: crate::wire::SaPayload,
+        kex: Box<dyn crate::crypto::KeyExchange>,
+    },
+}
+
+impl core::fmt::Debug for PendingRequest {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Liveness => f.write_str("Liveness"),
+            Self::DeleteIke => f.write_str("DeleteIke"),
+            Self::DeleteChild(s) => write!(f, "DeleteChild({s:08x})"),
+            Self::CreateChild {
+                rekey_of, spi_in, ..
+            } => {
+                write!(
+                    f,
+                    "CreateChild {{ rekey_of: {rekey_of:?}, spi_in: {spi_in:08x} }}"
+                )
+            }
+            Self::RekeyIke { new_spi_i, .. } => write!(f, "RekeyIke {{ new_spi_i: {new_spi_i} }}"),
+        }
+    }
+}
+
+impl Endpoint {
+    /// Sends an empty INFORMATIONAL (liveness check, §1.4) in IKE SA `id`.
+    pub fn send_liveness(&mut self, now: Instant, id: IkeSaId) -> bool {
+        self.start_request(
+            now,
+            id.0,
+            ExchangeType::INFORMATIONAL,
+            Vec::new(),
+            PendingRequest::Liveness,
+        )
+    }
+
+    /// Deletes Child SA `spi_in` of IKE SA `id` (§1.4.1).
+    pub fn delete_child(&mut self, now: Instant, id: IkeSaId, spi_in: u32) -> bool {
+        if self
+            .sas
+            .get(&id.0)
+            .is_none_or(|s| s.child_by_spi_in(spi_in).is_none())
+        {
+            return false;
+        }
+        self.start_child_delete(now, id.0, spi_in);
+        true
+    }
+
+    /// Sends a new request in IKE SA `spi`, if none is outstanding.
+    pub(crate) fn start_request(
+        &mut self,
+        now: Instant,
+        spi: u64,
+        exchange: ExchangeType,
+        payloads: Vec<Payload>,
+        pending: PendingRequest,
+    ) -> bool {
+        let Some(sa) = self.sas.get(&spi) else {
+            return false;
+        };
+        if !sa.msgids.can_send_request() {
+            return false;
+        }
+        let mid = sa.msgids.our_next_request;
+        let Ok(datagrams) = self.seal(sa, exchange, mid, false, &payloads) else {
+            return false;
+        };
+        let (local, remote) = (sa.local_addr, sa.remote_addr);
+        let Some(sa) = self.sas.get_mut(&spi) else {
+            return false;
+        };
+        sa.msgids.start_request(|_| datagrams.clone());
+        sa.retransmit_at = Some(now + retransmit_delay(1));
+        self.pending.insert(spi, pending);
+        for d in datagrams {
+            self.send(local, remote, d);
+        }
+        true
+    }
+
+    pub(crate) fn start_ike_delete(&mut self, now: Instant, spi: u64) {
+        let payloads = vec![Payload::Delete(DeletePayload {
+            protocol: ProtocolId::IKE,
+            spi_size: 0,
+            spis: Vec::new(),
+        })];
+        // Child SAs go at once: the operator wants the tunnel down now.
+        if let Some(mut sa) = self.sas.remove(&spi) {
+            let children = std::mem::take(&mut sa.children);
+            for c in &children {
+                self.remove_child(&sa, c, false);
+            }
+            sa.state = IkeSaState::Deleting;
+            // A pending request would block ours: forget it (its response is ignored).
+            sa.msgids.outstanding = None;
+            self.sas.insert(spi, sa);
+        }
+        if !self.start_request(
+            now,
+            spi,
+            ExchangeType::INFORMATIONAL,
+            payloads,
+            PendingRequest::DeleteIke,
+        ) {
+            self.destroy_ike_sa(spi, "terminated");
+        }
+    }
+
+    pub(crate) fn start_child_delete(&mut self, now: Instant, spi: u64, spi_in: u32) {
+        let payloads = vec![Payload::Delete(DeletePayload {
+            protocol: ProtocolId::ESP,
+            spi_size: 4,
+            spis: vec![spi_in.to_be_bytes().to_vec()],
+        })];
+        self.start_request(
+            now,
+            spi,
+            ExchangeType::INFORMATIONAL,
+            payloads,
+            PendingRequest::DeleteChild(spi_in),
+        );
+    }
+
+    /// A Child SA reached its soft lifetime. Until we initiate rekeys ourselves, the
+    /// initiator's own rekey (strongSwan rekeys before our lifetimes by default) replaces
+    /// it; if it reaches the hard lifetime we delete it cleanly.
+    pub(crate) fn start_child_rekey(&mut self, _now: Instant, _spi: u64, _spi_in: u32) {
+        self.event(SaEvent::Dropped {
+            reason: "child_soft_expire_awaiting_peer_rekey",
+        });
+    }
+
+    pub(crate) fn handle_response(
+        &mut self,
+        now: Instant,
+        _local: SocketAddr,
+        _remote: SocketAddr,
+        our_spi: IkeSpi,
+        data: &[u8],
+    ) {
+        let Ok(view) = HeaderView::new_checked(data) else {
+            return;
+        };
+        let mid = view.message_id();
+        if mid == 0
+            && view.exchange() == ExchangeType::INFORMATIONAL
+            && let Some(sa) = self.sas.get(&our_spi.0)
+            && sa.msgids.sync_pending.is_some()
+        {
+            self.handle_mid_sync_response(now, our_spi, data);
+            return;
+        }
+        match self.sas.get(&our_spi.0) {
+            Some(sa)
+                if sa
+                    .msgids
+                    .outstanding
+                    .as_ref()
+                    .is_some_and(|o| o.message_id == mid) => {}
+            _ => {
+                self.event(SaEvent::Dropped {
+                    reason: "unexpected_response",
+                });
+                return;
+            }
+        }
+        let payloads = match self.open(our_spi.0, data) {
+            Ok(Some((_, p))) => p,
+            Ok(None) => return,
+            Err(_) => {
+                self.event(SaEvent::Dropped {
+                    reason: "integrity_check_failed",
+                });
+                return;
+            }
+        };
+        let spi = our_spi.0;
+        if let Some(sa) = self.sas.get_mut(&spi) {
+            sa.msgids.accept_response(mid);
+            sa.retransmit_at = None;
+            sa.last_heard = now;
+        }
+        match self.pending.remove(&spi) {
+            Some(PendingRequest::DeleteIke) => self.destroy_ike_sa(spi, "terminated"),
+            Some(PendingRequest::DeleteChild(spi_in)) => {
+                if let Some(mut sa) = self.sas.remove(&spi) {
+                    if let Some(pos) = sa.children.iter().position(|c| c.spi_in == spi_in) {
+                        let child = sa.children.remove(pos);
+                        let keep = sa.children.iter().any(|c| c.reqid == child.reqid);
+                        self.remove_child(&sa, &child, keep);
+                    }
+                    self.sas.insert(spi, sa);
+                }
+            }
+            Some(PendingRequest::CreateChild {
+                rekey_of,
+                spi_in,
+                ni,
+                sent_sa,
+                kex,
+            }) => {
+                self.finish_create_child(now, spi, rekey_of, spi_in, &ni, &sent_sa, kex, &payloads);
+            }
+            Some(PendingRequest::RekeyIke {
+                new_spi_i,
+                ni,
+                sent_sa,
+                kex,
+            }) => {
+                self.finish_ike_rekey(now, spi, new_spi_i, &ni, &sent_sa, kex, &payloads);
+            }
+            Some(PendingRequest::Liveness) | None => {}
+        }
+    }
+
+    /// Runs the timers of one IKE SA.
+    pub(crate) fn run_sa_timers(&mut self, now: Instant, spi: u64) {
+        let Some(sa) = self.sas.get(&spi) else { return };
+        if sa.expire_at.is_some_and(|t| t <= now) {
+            self.destroy_ike_sa(spi, "lifetime_expired");
+            return;
+        }
+        if sa.retransmit_at.is_some_and(|t| t <= now) && sa.msgids.sync_pending.is_some() {
+            let (local, remote) = (sa.local_addr, sa.remote_addr);
+            let Some(sa) = self.sas.get_mut(&spi) else {
+                return;
+            };
+            let Some(attempt) = sa.msgids.sync_pending.as_mut() else {
+                return;
+            };
+            if attempt.transmissions > RETRANSMIT_TRIES {
+                self.destroy_ike_sa(spi, "peer_not_responding_to_sync");
+                return;
+            }
+            attempt.transmissions += 1;
+            let n = attempt.transmissions;
+            let datagrams = attempt.datagrams.clone();
+            sa.retransmit_at = Some(now + retransmit_delay(n));
+            for d in datagrams {
+                self.send(local, remote, d);
+            }
+            return;
+        }
+        if sa.retransmit_at.is_some_and(|t| t <= now) {
+            let (local, remote) = (sa.local_addr, sa.remote_addr);
+            let Some(sa) = self.sas.get_mut(&spi) else {
+                return;
+            };
+            let Some(OutstandingRequest {
+                datagrams,
+                transmissions,
+                ..
+            }) = sa.msgids.outstanding.as_mut()
+            else {
+                sa.retransmit_at = None;
+                return;
+            };
+            if *transmissions > RETRANSMIT_TRIES {
+                self.pending.remove(&spi);
+                self.destroy_ike_sa(spi, "peer_not_responding");
+                return;
+            }
+            *transmissions += 1;
+            let n = *transmissions;
+            let datagrams = datagrams.clone();
+            sa.retransmit_at = Some(now + retransmit_delay(n));
+            for d in datagrams {
+                self.send(local, remote, d);
+            }
+            return;
+        }
+        if sa.rekey_at.is_some_and(|t| t <= now) {
+            // We do not start IKE SA rekeys yet; the initiator rekeys (and reauthenticates)
+            // on its own schedule. The lifetime still bounds the SA.
+            if let Some(sa) = self.sas.get_mut(&spi) {
+                sa.rekey_at = None;
+            }
+            return;
+        }
+        if self.dpd_deadline(sa).is_some_and(|t| t <= now) && sa.state == IkeSaState::Established {
+            self.start_request(
+                now,
+                spi,
+                ExchangeType::INFORMATIONAL,
+                Vec::new(),
+                PendingRequest::Liveness,
+            );
+            // A liveness check that cannot start (request in flight) waits for it.
+            if let Some(sa) = self.sas.get_mut(&spi)
+                && sa.msgids.outstanding.is_none()
+            {
+                sa.last_heard = now;
+            }
+        }
+    }
+}
