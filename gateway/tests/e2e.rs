@@ -88,6 +88,31 @@ async fn client_establishes_an_sa_that_ikectl_lists_and_terminates() {
     let h = daemon::start(&cfg, None).await.unwrap();
     let gw = h.udp[0];
 
+    // Hostile input first: nothing of it may stop the daemon or disturb what follows.
+    let junk = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let natt = h.udp[1];
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for i in 0..2000usize {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let len = (seed % 600) as usize;
+        let mut d: Vec<u8> = (0..len)
+            .map(|k| (seed >> (k % 56)) as u8 ^ k as u8)
+            .collect();
+        if i % 3 == 0 && d.len() >= 28 {
+            d[17] = 0x20; // IKEv2 version
+            d[18] = 34 + (i % 4) as u8; // a real exchange type
+        }
+        let to = if i % 2 == 0 { gw } else { natt };
+        if to == natt && i % 4 == 1 && d.len() >= 4 {
+            d[..4].copy_from_slice(&[0; 4]); // non-ESP marker: reaches the core
+        }
+        junk.send_to(&d, to).await.unwrap();
+    }
+    let st = ctl(&h.control_socket, Request::Status).await.unwrap();
+    assert_eq!(st["ike_sas"].as_u64(), Some(0), "{st}");
+
     let c = GatewayConfig::parse(Path::new("client.toml"), CLIENT).unwrap();
     let mut ec = EndpointConfig::new(&ike::crypto::DEFAULT_PROVIDER);
     ec.connections = c.connections.clone();
@@ -134,6 +159,22 @@ async fn client_establishes_an_sa_that_ikectl_lists_and_terminates() {
     // The key log got this IKE SA's keys.
     let keys = std::fs::read_to_string(dir.0.join("ike.keys")).unwrap();
     assert_eq!(keys.lines().count(), 1, "{keys}");
+
+    // A reload keeps the established SA.
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("{text}\n[[connection]]\nname = \"site\"\nlocal_id = \"gw.example\"\n"),
+    )
+    .unwrap();
+    ctl(&h.control_socket, Request::Reload).await.unwrap();
+    let after: Vec<IkeSaView> =
+        serde_json::from_value(ctl(&h.control_socket, Request::ListSas).await.unwrap()).unwrap();
+    assert_eq!(
+        after.iter().map(|s| &s.id).collect::<Vec<_>>(),
+        vec![&sa.id],
+        "reload dropped the SA"
+    );
 
     // terminate: the gateway sends a Delete, the client answers, the SA is gone.
     ctl(&h.control_socket, Request::Terminate { sa: sa.id.clone() })
