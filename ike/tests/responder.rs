@@ -454,3 +454,65 @@ fn unanswered_liveness_checks_end_the_sa() {
     assert_eq!(net.nodes[0].ep.ike_sa_count(), 0);
     assert!(net.deletes(0).len() == 1, "Child SA removed with it");
 }
+
+#[test]
+fn kernel_soft_expire_makes_the_gateway_rekey_the_child_sa() {
+    let (mut net, id) = established_pair();
+    let now = net.now;
+    let spi_in = net.nodes[1].ep.list(now)[0].children[0].spi_in;
+    net.nodes[1].ep.handle_child_expire(now, spi_in, false);
+    net.run();
+    let g = net.installs(1);
+    assert_eq!(g.len(), 2);
+    assert_eq!(g[1].replaces.map(|r| r.0), Some(spi_in));
+    let c = net.installs(0);
+    assert_eq!(c.len(), 2, "the client installed the rekeyed Child SA too");
+    assert_eq!(c[1].outbound.keys, g[1].inbound.keys);
+    assert_eq!(c[1].inbound.keys, g[1].outbound.keys);
+    // The gateway deleted the old Child SA once the new one was up.
+    assert_eq!(net.nodes[1].ep.list(now)[0].children.len(), 1);
+    assert_eq!(net.nodes[0].ep.ike_sa(id).unwrap().children.len(), 1);
+    assert_eq!(
+        net.nodes[1].ep.list(now)[0].children[0].spi_in,
+        g[1].inbound.spi
+    );
+}
+
+#[test]
+fn rekey_time_makes_the_gateway_rekey_the_ike_sa() {
+    let mut net = Net::new();
+    net.add(
+        client_config(client_conn(KeGroup::CURVE25519, "client.example"), PSK),
+        "192.0.2.2:500",
+    );
+    let mut gw = gateway_conn(&[KeGroup::CURVE25519], None);
+    gw.rekey_time = Some(Duration::from_secs(60));
+    net.add(gateway_config(gw), "198.51.100.1:500");
+    let (l, r, now) = (net.nodes[0].addr, net.nodes[1].addr, net.now);
+    let old = net.nodes[0]
+        .ep
+        .initiate(now, "home", l, r, InitiatorOptions::default())
+        .unwrap();
+    net.run();
+    let gw_old = net.nodes[1].ep.list(now)[0].id;
+    net.advance(Duration::from_secs(61));
+    let now = net.now;
+    let g = net.nodes[1].ep.list(now);
+    assert_eq!(g.len(), 1, "old IKE SA deleted after the rekey");
+    assert_ne!(g[0].id, gw_old);
+    assert_eq!(g[0].children.len(), 1, "Child SA inherited");
+    let c = net.nodes[0].ep.list(now);
+    assert_eq!(c.len(), 1);
+    assert_ne!(c[0].id, old);
+    assert!(net.nodes[0].ep.send_liveness(now, c[0].id));
+    net.run();
+    assert!(
+        net.nodes[0]
+            .ep
+            .ike_sa(c[0].id)
+            .unwrap()
+            .msgids
+            .outstanding
+            .is_none()
+    );
+}

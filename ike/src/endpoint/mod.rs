@@ -105,6 +105,8 @@ pub struct Endpoint {
     pub(crate) pending: HashMap<u64, outbound::PendingRequest>,
     /// Maps `Instant`s to wall-clock time for certificate validity checks.
     pub(crate) wall_anchor: (Instant, SystemTime),
+    /// Child SA rekeys waiting for our request in flight to finish, by IKE SA.
+    pub(crate) deferred_rekeys: HashMap<u64, Vec<u32>>,
     /// IKE SAs we are initiating, by our SPI.
     pub(crate) initiating: HashMap<u64, crate::initiator::Initiating>,
 }
@@ -139,6 +141,7 @@ impl Endpoint {
             pending: HashMap::new(),
             wall_anchor: (now, SystemTime::UNIX_EPOCH),
             initiating: HashMap::new(),
+            deferred_rekeys: HashMap::new(),
         }
     }
 

@@ -161,10 +161,35 @@ impl Endpoint {
     /// A Child SA reached its soft lifetime. Until we initiate rekeys ourselves, the
     /// initiator's own rekey (strongSwan rekeys before our lifetimes by default) replaces
     /// it; if it reaches the hard lifetime we delete it cleanly.
-    pub(crate) fn start_child_rekey(&mut self, _now: Instant, _spi: u64, _spi_in: u32) {
-        self.event(SaEvent::Dropped {
-            reason: "child_soft_expire_awaiting_peer_rekey",
-        });
+    /// A Child SA reached its soft lifetime (the kernel's soft expire): rekey it (§1.3.3),
+    /// now if no request of ours is in flight, else as soon as its response arrives.
+    pub(crate) fn start_child_rekey(&mut self, now: Instant, spi: u64, spi_in: u32) {
+        let installed = self
+            .sas
+            .get(&spi)
+            .and_then(|sa| sa.child_by_spi_in(spi_in))
+            .is_some_and(|c| c.state == crate::sa::ChildSaState::Installed);
+        if !installed {
+            return; // already rekeyed (by the peer, or by us)
+        }
+        if !self.create_child(now, IkeSaId(spi), Some(spi_in)) {
+            let d = self.deferred_rekeys.entry(spi).or_default();
+            if !d.contains(&spi_in) {
+                d.push(spi_in);
+            }
+        }
+    }
+
+    /// Starts the next deferred Child SA rekey of IKE SA `spi`, if any.
+    fn run_deferred(&mut self, now: Instant, spi: u64) {
+        let Some(list) = self.deferred_rekeys.get_mut(&spi) else {
+            return;
+        };
+        let Some(spi_in) = list.pop() else { return };
+        if list.is_empty() {
+            self.deferred_rekeys.remove(&spi);
+        }
+        self.start_child_rekey(now, spi, spi_in);
     }
 
     pub(crate) fn handle_response(
@@ -248,6 +273,7 @@ impl Endpoint {
             }
             Some(PendingRequest::Liveness) | None => {}
         }
+        self.run_deferred(now, spi);
     }
 
     /// Runs the timers of one IKE SA.
@@ -307,10 +333,15 @@ impl Endpoint {
             return;
         }
         if sa.rekey_at.is_some_and(|t| t <= now) {
-            // We do not start IKE SA rekeys yet; the initiator rekeys (and reauthenticates)
-            // on its own schedule. The lifetime still bounds the SA.
+            // §2.18: we rekey at `rekey_time`; if a request of ours is in flight, retry
+            // shortly after.
+            let started = self.rekey_ike(now, IkeSaId(spi));
             if let Some(sa) = self.sas.get_mut(&spi) {
-                sa.rekey_at = None;
+                sa.rekey_at = if started {
+                    None
+                } else {
+                    Some(now + std::time::Duration::from_secs(1))
+                };
             }
             return;
         }
