@@ -300,7 +300,8 @@ impl IdentityPattern {
     }
 
     /// Whether `id` is acceptable. A glob only matches identities of the type its text
-    /// parses as (`*.example.com` matches FQDNs, not e-mail addresses).
+    /// parses as (`*.example.com` matches FQDNs, not e-mail addresses); a glob made of
+    /// address characters only (`10.8.0.*`, `2001:db8::*`) matches IP address identities.
     pub fn matches(&self, id: &Identity) -> bool {
         match self {
             Self::Any => true,
@@ -309,6 +310,14 @@ impl IdentityPattern {
                 let Ok(shape) = Identity::parse(g) else {
                     return glob_match(g.as_bytes(), id.to_string().as_bytes());
                 };
+                // `10.8.0.*` parses as an FQDN; let address-shaped globs match addresses.
+                let ip_glob = shape.id_type == IdType::FQDN
+                    && matches!(id.id_type, IdType::IPV4_ADDR | IdType::IPV6_ADDR)
+                    && g.chars()
+                        .all(|c| c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '*'));
+                if ip_glob {
+                    return glob_match(g.as_bytes(), id.to_string().as_bytes());
+                }
                 if shape.id_type != id.id_type {
                     return false;
                 }

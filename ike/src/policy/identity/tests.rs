@@ -208,6 +208,18 @@ fn patterns_match_by_type_and_glob() {
     assert!(ip.matches(&id("10.8.0.1")));
     assert!(!ip.matches(&id("10.8.0.2")));
     assert!(IdentityPattern::parse("").is_err());
+
+    let net = IdentityPattern::parse("10.8.0.*").unwrap();
+    assert!(net.matches(&id("10.8.0.77")));
+    assert!(!net.matches(&id("10.8.1.77")));
+    assert!(!net.matches(&id("2001:db8::1")));
+    assert!(
+        IdentityPattern::parse("2001:db8::*")
+            .unwrap()
+            .matches(&id("2001:db8::1"))
+    );
+    // An FQDN identity that happens to look like an address still matches as an FQDN.
+    assert!(net.matches(&id("@10.8.0.5")));
 }
 
 #[test]
