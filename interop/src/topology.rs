@@ -164,6 +164,11 @@ pub fn check_prerequisites() -> Result<(), Error> {
         ),
         ("/dev/net/tun", "a kernel with TUN (kernel-libipsec)"),
     ] {
+        let libipsec = crate::strongswan::KernelInterface::from_env()
+            == crate::strongswan::KernelInterface::Libipsec;
+        if path == "/dev/net/tun" && !libipsec {
+            continue; // kernel-netlink (inside the VM) needs no TUN device
+        }
         if !std::path::Path::new(path).exists() {
             missing.push(format!("{path} ({package})"));
         }
