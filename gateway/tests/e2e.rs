@@ -1,7 +1,5 @@
 //! End to end: batond (ike::endpoint, memory data plane) on loopback UDP, and a client
-//! built from ike's initiator. Needs `--features endpoint` until the protocol core leaves
-//! ike's `wip` feature.
-#![cfg(feature = "endpoint")]
+//! built from ike's initiator.
 #![allow(clippy::panic, clippy::unwrap_used)] // test helpers outside #[test] fns may panic on a failed expectation
 
 mod common;

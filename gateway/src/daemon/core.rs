@@ -3,7 +3,7 @@
 //! The daemon drives anything that implements [`Core`]: datagrams and timeouts go in,
 //! [`Output`]s come out (quinn's `handle_*` / `poll_*` split, DESIGN §1). The protocol
 //! core (`ike::endpoint::Endpoint`) plugs in through an adapter that also executes its
-//! data-plane effects; until it is built into this crate, [`NoCore`] stands in.
+//! data-plane effects ([`super::endpoint_core`]); tests plug in scripted cores.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -136,54 +136,5 @@ pub trait Core: Send {
     /// this core has no data plane.
     fn dataplane_sas(&mut self) -> Option<usize> {
         None
-    }
-}
-
-/// Stands in for the protocol core until `ike::endpoint` is built into the gateway:
-/// every datagram is dropped (and counted), there are never any SAs.
-#[derive(Debug, Default)]
-pub struct NoCore {
-    out: std::collections::VecDeque<Output>,
-}
-
-impl Core for NoCore {
-    fn name(&self) -> &'static str {
-        "none (ike::endpoint not yet built in: datagrams are dropped)"
-    }
-
-    fn handle_datagram(
-        &mut self,
-        _now: Instant,
-        _local: SocketAddr,
-        _remote: SocketAddr,
-        _data: &[u8],
-    ) {
-        self.out.push_back(Output::Event(Event::Dropped {
-            reason: "no_protocol_core".into(),
-        }));
-    }
-
-    fn handle_timeout(&mut self, _now: Instant) {}
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        None
-    }
-
-    fn poll_output(&mut self) -> Option<Output> {
-        self.out.pop_front()
-    }
-
-    fn terminate(&mut self, _now: Instant, _id: &str) -> bool {
-        false
-    }
-
-    fn list(&self, _now: Instant) -> Vec<IkeSaView> {
-        Vec::new()
-    }
-
-    fn reconfigure(&mut self, _config: &GatewayConfig) {}
-
-    fn counts(&self) -> Counts {
-        Counts::default()
     }
 }

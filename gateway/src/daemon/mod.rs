@@ -4,9 +4,7 @@
 
 pub mod control_server;
 pub mod core;
-#[cfg(feature = "endpoint")]
 pub mod dataplane;
-#[cfg(feature = "endpoint")]
 pub mod endpoint_core;
 pub mod udp;
 
@@ -18,8 +16,6 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-#[cfg(not(feature = "endpoint"))]
-use self::core::NoCore;
 use self::core::{Core, Event, Output};
 use self::udp::{Bound, Datagram};
 use crate::config::{ConfigError, DataplaneKind, GatewayConfig};
@@ -54,15 +50,8 @@ fn io_err(what: &'static str, target: impl ToString) -> impl FnOnce(std::io::Err
     }
 }
 
-/// The protocol core this build runs for `config`.
-#[cfg(not(feature = "endpoint"))]
-pub fn default_core(_config: &GatewayConfig) -> Result<Box<dyn Core>, DaemonError> {
-    Ok(Box::new(NoCore::default()))
-}
-
 /// The protocol core this build runs for `config`: `ike::endpoint` on the configured
 /// data plane.
-#[cfg(feature = "endpoint")]
 pub fn default_core(config: &GatewayConfig) -> Result<Box<dyn Core>, DaemonError> {
     let dp = endpoint_core::open_dataplane(config).map_err(|e| DaemonError::Io {
         what: "open the data plane",
