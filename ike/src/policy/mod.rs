@@ -10,3 +10,6 @@ pub mod identity;
 pub mod pool;
 pub mod proposal;
 pub mod ts;
+
+#[cfg(test)]
+mod strongswan_tests;
