@@ -29,7 +29,8 @@ OUT="$REPO/testvectors/data/strongswan"
 KERNEL=libipsec
 CASES=()
 ALL_CASES=(psk-aes128gcm16-x25519 psk-aes256-sha256-modp2048 psk-chacha20poly1305-ecp256
-  rsa-aes256gcm16-prfsha384-ecp384 psk-rekey-dpd-delete rsa-chain-fragmentation)
+  rsa-aes256gcm16-prfsha384-ecp384 psk-rekey-dpd-delete rsa-chain-fragmentation
+  psk-responder-initiated)
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -61,8 +62,9 @@ case_config() {
   KEY_SPEC="rsa 2048" # for pubkey: key type and size of the end-entity keys
   CHAIN=no            # pubkey: issue end-entity certs from an intermediate CA
   FRAGMENT_SIZE=1280  # charon.fragment_size (bytes of the IP datagram)
-  LIFECYCLE=no        # child rekey, IKE rekey, liveness check, child delete
+  LIFECYCLE=no        # client: child rekey, IKE rekey, liveness, child delete; gw: the same from the responder
   DPD_DELAY=0s
+  DPD_ROLE=client     # which side sends liveness checks
   MTU=1500            # of the veth link; bigger lets IKE_AUTH with certificates go unfragmented
   case "$1" in
     psk-aes128gcm16-x25519) ;;
@@ -71,6 +73,7 @@ case_config() {
     rsa-aes256gcm16-prfsha384-ecp384) IKE_PROPOSAL=aes256gcm16-prfsha384-ecp384; ESP_PROPOSAL=aes256gcm16; AUTH=pubkey
       MTU=9000; FRAGMENT_SIZE=8000 ;;
     psk-rekey-dpd-delete) LIFECYCLE=yes; DPD_DELAY=2s ;;
+    psk-responder-initiated) LIFECYCLE=gw; DPD_DELAY=2s; DPD_ROLE=gw ;;
     rsa-chain-fragmentation) AUTH=pubkey; KEY_SPEC="rsa 3072"; CHAIN=yes; FRAGMENT_SIZE=576 ;;
     *) echo "unknown case: $1" >&2; exit 2 ;;
   esac
@@ -177,7 +180,7 @@ connections {
     proposals = $IKE_PROPOSAL
     fragmentation = yes
     send_cert = always
-    dpd_delay = $( [[ $role == client ]] && echo "$DPD_DELAY" || echo 0s )
+    dpd_delay = $( [[ $role == "$DPD_ROLE" ]] && echo "$DPD_DELAY" || echo 0s )
     local {
       id = $me
       $auth_local
@@ -271,10 +274,27 @@ run_case() {
     wait_for 60 grep -q "sending DPD request" "$WORK/client/charon.log"
     sleep 0.3
     swan client --terminate --child net --timeout 60
+  elif [[ $LIFECYCLE == gw ]]; then
+    # the same steps started by the gateway (the original responder): requests with
+    # the Initiator flag clear, the gateway's own Message IDs, and an IKE SA rekey that
+    # makes the gateway the new IKE SA's initiator (RFC 7296 §2.18)
+    sleep 0.3
+    swan gw --rekey --child net
+    wait_for 60 grep -q "CHILD_SA net{2} established" "$WORK/gw/charon.log"
+    sleep 0.3
+    swan gw --rekey --ike conn
+    wait_for 60 grep -q "IKE_SA conn\[2\] rekeyed" "$WORK/gw/charon.log"
+    wait_for 60 grep -q "sending DPD request" "$WORK/gw/charon.log"
+    sleep 0.3
+    swan gw --list-sas --raw >"$WORK/list-sas-gw.txt"
+    swan gw --terminate --ike conn --timeout 60
+    sleep 0.3
   fi
-  swan client --list-sas --raw >"$WORK/list-sas-client.txt"
-  swan gw --list-sas --raw >"$WORK/list-sas-gw.txt"
-  swan client --terminate --ike conn --timeout 60
+  if [[ $LIFECYCLE != gw ]]; then
+    swan client --list-sas --raw >"$WORK/list-sas-client.txt"
+    swan gw --list-sas --raw >"$WORK/list-sas-gw.txt"
+    swan client --terminate --ike conn --timeout 60
+  fi
   sleep 0.3
   cleanup
 
@@ -316,7 +336,13 @@ tshark_check() {
 
 write_source_md() {
   local dest=$1 name=$2 seq notes="" checks="" files=""
-  if [[ $LIFECYCLE == yes ]]; then
+  if [[ $LIFECYCLE == gw ]]; then
+    seq="Sequence: the client initiates; then the gateway (the original responder) runs
+\`swanctl --rekey --child net\` (CREATE_CHILD_SA with REKEY_SA, then the delete of the
+old Child SA), \`swanctl --rekey --ike conn\` (CREATE_CHILD_SA with KE; the gateway
+becomes the new IKE SA's initiator), its dpd_delay = 2s makes it send an empty
+INFORMATIONAL, and \`swanctl --terminate --ike conn\` on the gateway deletes the IKE SA."
+  elif [[ $LIFECYCLE == yes ]]; then
     seq="Sequence: initiate; \`swanctl --rekey --child net\` (CREATE_CHILD_SA with REKEY_SA, then
 the delete of the old Child SA); \`swanctl --rekey --ike conn\` (CREATE_CHILD_SA with KE,
 then the delete of the old IKE SA); the client's dpd_delay = 2s makes it send an empty
