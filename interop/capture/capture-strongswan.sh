@@ -30,7 +30,7 @@ KERNEL=libipsec
 CASES=()
 ALL_CASES=(psk-aes128gcm16-x25519 psk-aes256-sha256-modp2048 psk-chacha20poly1305-ecp256
   rsa-aes256gcm16-prfsha384-ecp384 psk-rekey-dpd-delete rsa-chain-fragmentation
-  psk-responder-initiated)
+  psk-responder-initiated psk-invalid-ke)
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -65,6 +65,7 @@ case_config() {
   LIFECYCLE=no        # client: child rekey, IKE rekey, liveness, child delete; gw: the same from the responder
   DPD_DELAY=0s
   DPD_ROLE=client     # which side sends liveness checks
+  GW_IKE_PROPOSAL=""  # the gateway's IKE proposal when it differs from the client's
   MTU=1500            # of the veth link; bigger lets IKE_AUTH with certificates go unfragmented
   case "$1" in
     psk-aes128gcm16-x25519) ;;
@@ -74,6 +75,9 @@ case_config() {
       MTU=9000; FRAGMENT_SIZE=8000 ;;
     psk-rekey-dpd-delete) LIFECYCLE=yes; DPD_DELAY=2s ;;
     psk-responder-initiated) LIFECYCLE=gw; DPD_DELAY=2s; DPD_ROLE=gw ;;
+    # the client's first KE is X25519, the gateway only takes ECP-256: INVALID_KE_PAYLOAD
+    # (RFC 7296 §1.3), then a second IKE_SA_INIT with an ECP-256 KE
+    psk-invalid-ke) IKE_PROPOSAL=aes128gcm16-prfsha256-x25519-ecp256; GW_IKE_PROPOSAL=aes128gcm16-prfsha256-ecp256 ;;
     rsa-chain-fragmentation) AUTH=pubkey; KEY_SPEC="rsa 3072"; CHAIN=yes; FRAGMENT_SIZE=576 ;;
     *) echo "unknown case: $1" >&2; exit 2 ;;
   esac
@@ -177,7 +181,7 @@ connections {
   conn {
     $addrs
     version = 2
-    proposals = $IKE_PROPOSAL
+    proposals = $( [[ $role == gw && -n $GW_IKE_PROPOSAL ]] && echo "$GW_IKE_PROPOSAL" || echo "$IKE_PROPOSAL" )
     fragmentation = yes
     send_cert = always
     dpd_delay = $( [[ $role == "$DPD_ROLE" ]] && echo "$DPD_DELAY" || echo 0s )
@@ -372,7 +376,7 @@ Produced $(date -u +%Y-%m-%d) with Debian bookworm's strongSwan $(dpkg-query -W 
 Two charon daemons, each in its own network namespace, mount namespace (/run) and vici
 socket: the client (initiator, $CL_ADDR, id client.example) and the gateway (responder,
 $GW_ADDR, id gw.example), joined by a veth pair; tcpdump on the gateway's side.
-IKE proposal \`$IKE_PROPOSAL\`, ESP proposal \`$ESP_PROPOSAL\`, authentication: $AUTH,
+IKE proposal \`$IKE_PROPOSAL\`${GW_IKE_PROPOSAL:+ (gateway: \`$GW_IKE_PROPOSAL\`)}, ESP proposal \`$ESP_PROPOSAL\`, authentication: $AUTH,
 charon.fragment_size = $FRAGMENT_SIZE. The client asks for a virtual IP (CP payload) from
 the gateway's pool 10.8.0.0/24; the gateway protects 10.1.0.0/24.
 
