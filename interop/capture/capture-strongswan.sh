@@ -30,7 +30,7 @@ KERNEL=libipsec
 CASES=()
 ALL_CASES=(psk-aes128gcm16-x25519 psk-aes256-sha256-modp2048 psk-chacha20poly1305-ecp256
   rsa-aes256gcm16-prfsha384-ecp384 psk-rekey-dpd-delete rsa-chain-fragmentation
-  psk-responder-initiated psk-invalid-ke)
+  psk-responder-initiated psk-invalid-ke psk-aes128-sha512-modp3072 psk-aes256-sha384-ecp384)
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -74,6 +74,8 @@ case_config() {
     rsa-aes256gcm16-prfsha384-ecp384) IKE_PROPOSAL=aes256gcm16-prfsha384-ecp384; ESP_PROPOSAL=aes256gcm16; AUTH=pubkey
       MTU=9000; FRAGMENT_SIZE=8000 ;;
     psk-rekey-dpd-delete) LIFECYCLE=yes; DPD_DELAY=2s ;;
+    psk-aes128-sha512-modp3072) IKE_PROPOSAL=aes128-sha512-modp3072; ESP_PROPOSAL=aes128-sha512 ;;
+    psk-aes256-sha384-ecp384) IKE_PROPOSAL=aes256-sha384-ecp384; ESP_PROPOSAL=aes256-sha384 ;;
     psk-responder-initiated) LIFECYCLE=gw; DPD_DELAY=2s; DPD_ROLE=gw ;;
     # the client's first KE is X25519, the gateway only takes ECP-256: INVALID_KE_PAYLOAD
     # (RFC 7296 §1.3), then a second IKE_SA_INIT with an ECP-256 KE
