@@ -40,7 +40,7 @@ PRF = {5: ("PRF_HMAC_SHA2_256", hashlib.sha256), 6: ("PRF_HMAC_SHA2_384", hashli
 INTEG = {12: ("AUTH_HMAC_SHA2_256_128", hashlib.sha256, 32, 16),
          13: ("AUTH_HMAC_SHA2_384_192", hashlib.sha384, 48, 24),
          14: ("AUTH_HMAC_SHA2_512_256", hashlib.sha512, 64, 32)}
-DH = {14: "MODP_2048", 19: "ECP_256", 20: "ECP_384", 31: "CURVE_25519"}
+DH = {14: "MODP_2048", 15: "MODP_3072", 16: "MODP_4096", 19: "ECP_256", 20: "ECP_384", 31: "CURVE_25519"}
 PROTO = {1: "IKE", 2: "AH", 3: "ESP"}
 
 
