@@ -4,15 +4,14 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{TempDir, ctl, write_config};
+use common::{TempDir, ctl, drive, write_config};
 use gateway::config::GatewayConfig;
 use gateway::control::{IkeSaView, Request};
 use gateway::daemon;
-use ike::endpoint::{Effect, Endpoint, EndpointConfig, SaEvent};
+use ike::endpoint::{Endpoint, EndpointConfig, SaEvent};
 use ike::initiator::InitiatorOptions;
 
 const CLIENT: &str = r#"
@@ -33,51 +32,6 @@ remote_ts = ["10.1.0.0/24"]
 ids = ["client.example", "gw.example"]
 psk = "test-psk-0123456789"
 "#;
-
-/// Runs the client until `done` says so, exchanging datagrams with batond over `sock`.
-async fn drive(
-    client: &mut Endpoint,
-    sock: &tokio::net::UdpSocket,
-    mut done: impl FnMut(&SaEvent) -> bool,
-) -> Vec<SaEvent> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut events = Vec::new();
-    let mut buf = vec![0u8; 65_535];
-    loop {
-        while let Some(e) = client.poll_effect() {
-            match e {
-                Effect::Send { remote, data, .. } => {
-                    sock.send_to(&data, remote).await.unwrap();
-                }
-                Effect::Event(ev) => {
-                    let stop = done(&ev);
-                    events.push(ev);
-                    if stop {
-                        return events;
-                    }
-                }
-                _ => {}
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no result within 20 s; events: {events:?}"
-        );
-        let wait = client
-            .poll_timeout()
-            .map_or(Duration::from_millis(200), |t| {
-                t.saturating_duration_since(Instant::now())
-            })
-            .min(Duration::from_millis(200));
-        match tokio::time::timeout(wait, sock.recv_from(&mut buf)).await {
-            Ok(Ok((n, from))) => {
-                let local: SocketAddr = sock.local_addr().unwrap();
-                client.handle_datagram(Instant::now(), local, from, &buf[..n]);
-            }
-            _ => client.handle_timeout(Instant::now()),
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_establishes_an_sa_that_ikectl_lists_and_terminates() {

@@ -241,3 +241,77 @@ pub async fn ctl(socket: &Path, req: Request) -> Result<serde_json::Value, Strin
     .await
     .unwrap()
 }
+
+/// Runs the client until `done` says so, exchanging datagrams with batond over `sock`.
+pub async fn drive(
+    client: &mut ike::endpoint::Endpoint,
+    sock: &tokio::net::UdpSocket,
+    mut done: impl FnMut(&ike::endpoint::SaEvent) -> bool,
+) -> Vec<ike::endpoint::SaEvent> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut events = Vec::new();
+    let mut buf = vec![0u8; 65_535];
+    loop {
+        while let Some(e) = client.poll_effect() {
+            match e {
+                ike::endpoint::Effect::Send { remote, data, .. } => {
+                    sock.send_to(&data, remote).await.unwrap();
+                }
+                ike::endpoint::Effect::Event(ev) => {
+                    let stop = done(&ev);
+                    events.push(ev);
+                    if stop {
+                        return events;
+                    }
+                }
+                _ => {}
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no result within 20 s; events: {events:?}"
+        );
+        let wait = client
+            .poll_timeout()
+            .map_or(Duration::from_millis(200), |t| {
+                t.saturating_duration_since(Instant::now())
+            })
+            .min(Duration::from_millis(200));
+        match tokio::time::timeout(wait, sock.recv_from(&mut buf)).await {
+            Ok(Ok((n, from))) => {
+                let local: SocketAddr = sock.local_addr().unwrap();
+                client.handle_datagram(Instant::now(), local, from, &buf[..n]);
+            }
+            _ => client.handle_timeout(Instant::now()),
+        }
+    }
+}
+
+/// The client side of the PSK connection in [`write_config`]'s gateway.
+pub const CLIENT_TOML: &str = r#"
+[gateway]
+listen = ["127.0.0.1"]
+dataplane = "memory"
+
+[[connection]]
+name = "home"
+proposals = ["aes128gcm16-prfsha256-x25519"]
+esp_proposals = ["aes128gcm16"]
+local_id = "client.example"
+remote_id = "gw.example"
+local_ts = ["dynamic"]
+remote_ts = ["10.1.0.0/24"]
+
+[[secret]]
+ids = ["client.example", "gw.example"]
+psk = "test-psk-0123456789"
+"#;
+
+/// An initiator endpoint for [`CLIENT_TOML`].
+pub fn psk_client(now: Instant) -> ike::endpoint::Endpoint {
+    let c = GatewayConfig::parse(Path::new("client.toml"), CLIENT_TOML).unwrap();
+    let mut ec = ike::endpoint::EndpointConfig::new(&ike::crypto::DEFAULT_PROVIDER);
+    ec.connections = c.connections.clone();
+    ec.secrets = c.secrets.clone();
+    ike::endpoint::Endpoint::new(ec, now)
+}
