@@ -539,7 +539,9 @@ fn skf_fragment_numbers() {
         let c = ToyCipher { key: 0 };
         assert_eq!(
             Reassembler::new().handle_fragment(&msg(PayloadType::SKF.0, &gp(0, false, &body)), &c),
-            Err(DecodeError::BadFragment { number, total })
+            Err(DecodeError::Unverified(Box::new(
+                DecodeError::BadFragment { number, total }
+            )))
         );
     }
 }
@@ -678,5 +680,81 @@ fn random_garbage_chains_never_panic() {
         );
         let _ = decode_chain(first, &bytes);
         let _ = check_invariant(&msg(first.0, &bytes));
+    }
+}
+
+/// The whole mapping, one representative per reaction (RFC 7296 §2.5, §2.21, §3.10.1).
+#[test]
+fn responder_action_mapping_table() {
+    use DecodeError as E;
+    use Protection::{IntegrityVerified as V, Unprotected as U};
+    let syntax = ResponderAction::Notify(NotifyType::INVALID_SYNTAX, vec![]);
+    let cases: Vec<(DecodeError, ResponderAction, ResponderAction)> = vec![
+        (
+            E::TruncatedHeader { len: 3 },
+            ResponderAction::Drop,
+            ResponderAction::Drop,
+        ),
+        (
+            E::UnsupportedMajorVersion { version: 0x30 },
+            ResponderAction::Notify(NotifyType::INVALID_MAJOR_VERSION, vec![]),
+            ResponderAction::Notify(NotifyType::INVALID_MAJOR_VERSION, vec![]),
+        ),
+        (
+            E::UnsupportedMajorVersion { version: 0x10 },
+            ResponderAction::Drop,
+            ResponderAction::Drop,
+        ),
+        (
+            E::LengthMismatch {
+                header: 1,
+                datagram: 2,
+            },
+            ResponderAction::Drop,
+            ResponderAction::Drop,
+        ),
+        (
+            E::UnsupportedCriticalPayload {
+                payload_type: PayloadType(99),
+            },
+            ResponderAction::Notify(NotifyType::UNSUPPORTED_CRITICAL_PAYLOAD, vec![99]),
+            ResponderAction::Notify(NotifyType::UNSUPPORTED_CRITICAL_PAYLOAD, vec![99]),
+        ),
+        (
+            E::Crypto(ike::crypto::CryptoError::IntegrityCheckFailed),
+            ResponderAction::Drop,
+            ResponderAction::Drop,
+        ),
+        (
+            E::ReassemblyLimit { reason: "x" },
+            ResponderAction::Drop,
+            ResponderAction::Drop,
+        ),
+        (
+            E::Unverified(Box::new(E::SkNotLast)),
+            ResponderAction::Drop,
+            ResponderAction::Drop,
+        ),
+        (
+            E::NonceLength { len: 3 },
+            ResponderAction::Drop,
+            syntax.clone(),
+        ),
+        (E::SkNotLast, ResponderAction::Drop, syntax.clone()),
+        (
+            E::TooManyProposals { limit: 1 },
+            ResponderAction::Drop,
+            syntax.clone(),
+        ),
+        (
+            E::BadTrafficSelector { reason: "x" },
+            ResponderAction::Drop,
+            syntax.clone(),
+        ),
+        (E::Truncated { within: "x" }, ResponderAction::Drop, syntax),
+    ];
+    for (e, unprotected, verified) in cases {
+        assert_eq!(e.notify(U), unprotected, "{e:?}");
+        assert_eq!(e.notify(V), verified, "{e:?}");
     }
 }

@@ -81,11 +81,9 @@ fn every_octet_is_integrity_protected() {
             // Flipping the low bit of the version octet gives minor version 1, which is
             // still accepted; the header is in the AAD, so the ICV must still fail.
             let e = decrypt_message(&t, c.as_ref()).unwrap_err();
-            assert_eq!(
-                e.notify(Protection::Unprotected),
-                ResponderAction::Drop,
-                "octet {i}: {e:?}"
-            );
+            for p in [Protection::Unprotected, Protection::IntegrityVerified] {
+                assert_eq!(e.notify(p), ResponderAction::Drop, "octet {i}: {e:?}");
+            }
         }
     }
 }
@@ -95,11 +93,18 @@ fn decrypt_rejects_messages_that_are_not_one_sk_payload() {
     let c = ToyCipher { key: 1 };
     // No SK at all.
     let plain = ike_sa_init_request().encode();
+    let e = decrypt_message(&plain, &c).unwrap_err();
     assert_eq!(
-        decrypt_message(&plain, &c).unwrap_err(),
-        DecodeError::ExpectedSk {
+        e.root(),
+        &DecodeError::ExpectedSk {
             found: PayloadType::SA
         }
+    );
+    // Found before the integrity check: dropped even by a caller that assumes the
+    // error came from verified plaintext.
+    assert_eq!(
+        e.notify(Protection::IntegrityVerified),
+        ResponderAction::Drop
     );
     // A payload before SK.
     let before = Message {
@@ -114,22 +119,24 @@ fn decrypt_rejects_messages_that_are_not_one_sk_payload() {
     }
     .encode();
     assert!(matches!(
-        decrypt_message(&before, &c),
-        Err(DecodeError::ExpectedSk { .. })
+        decrypt_message(&before, &c).unwrap_err().root(),
+        DecodeError::ExpectedSk { .. }
     ));
     // SK whose length stops short of the end of the message.
     let mut short = encrypt_message(&header(ExchangeType::IKE_AUTH, 0, 1), &[], &c).unwrap();
     short[31] -= 4;
+    let e = decrypt_message(&short, &c).unwrap_err();
+    assert_eq!(e, DecodeError::Unverified(Box::new(DecodeError::SkNotLast)));
     assert_eq!(
-        decrypt_message(&short, &c).unwrap_err(),
-        DecodeError::SkNotLast
+        e.notify(Protection::IntegrityVerified),
+        ResponderAction::Drop
     );
     // SK whose length runs past the end.
     let mut long = encrypt_message(&header(ExchangeType::IKE_AUTH, 0, 1), &[], &c).unwrap();
     long[31] += 1;
     assert!(matches!(
-        decrypt_message(&long, &c),
-        Err(DecodeError::PayloadLengthPastEnd { .. })
+        decrypt_message(&long, &c).unwrap_err().root(),
+        DecodeError::PayloadLengthPastEnd { .. }
     ));
     // A fragment is not an SK message.
     let frags = encrypt_fragments(
@@ -140,10 +147,10 @@ fn decrypt_rejects_messages_that_are_not_one_sk_payload() {
     )
     .unwrap();
     assert!(matches!(
-        decrypt_message(&frags[0], &c),
-        Err(DecodeError::ExpectedSk {
+        decrypt_message(&frags[0], &c).unwrap_err().root(),
+        DecodeError::ExpectedSk {
             found: PayloadType::SKF
-        })
+        }
     ));
 }
 

@@ -188,6 +188,12 @@ pub enum DecodeError {
         /// Data length.
         len: usize,
     },
+    /// A malformation found by [`super::decrypt_message`] or the
+    /// [`super::Reassembler`] in the unprotected framing around SK/SKF, before the
+    /// integrity check could run. Always dropped, whatever [`Protection`] the caller
+    /// passes: nothing about it is authenticated.
+    #[error("{0} (before the integrity check)")]
+    Unverified(Box<DecodeError>),
     /// The SK/SKF payload failed to decrypt or verify.
     #[error("SK payload: {0}")]
     Crypto(#[from] CryptoError),
@@ -219,6 +225,28 @@ pub enum ResponderAction {
 }
 
 impl DecodeError {
+    /// The underlying error, without the [`DecodeError::Unverified`] wrapper.
+    pub fn root(&self) -> &Self {
+        match self {
+            Self::Unverified(e) => e.root(),
+            e => e,
+        }
+    }
+
+    /// Marks an error found before the integrity check. Header-level errors keep their
+    /// own variant (their mapping does not depend on protection).
+    pub(crate) fn unverified(self) -> Self {
+        match self {
+            Self::TruncatedHeader { .. }
+            | Self::UnsupportedMajorVersion { .. }
+            | Self::LengthMismatch { .. }
+            | Self::ReassemblyLimit { .. }
+            | Self::Unverified(_)
+            | Self::Crypto(_) => self,
+            e => Self::Unverified(Box::new(e)),
+        }
+    }
+
     /// The one mapping from a decode error to the responder's reaction.
     ///
     /// - Unknown critical payload: UNSUPPORTED_CRITICAL_PAYLOAD with the payload type as
@@ -228,6 +256,8 @@ impl DecodeError {
     ///   dropped.
     /// - Reassembly limits exceeded: drop (the peer will retransmit or give up; a
     ///   resource limit of ours is not the peer's syntax error).
+    /// - Anything found before the integrity check of an SK/SKF message
+    ///   ([`DecodeError::Unverified`]): drop.
     /// - Failed integrity check: drop (§2.21.2: forged or corrupted, never answered).
     /// - Any other malformation: INVALID_SYNTAX if it was found in integrity-verified
     ///   plaintext, else drop (§3.10.1 forbids INVALID_SYNTAX in unprotected replies, and
@@ -245,6 +275,7 @@ impl DecodeError {
             | Self::TruncatedHeader { .. }
             | Self::LengthMismatch { .. }
             | Self::ReassemblyLimit { .. }
+            | Self::Unverified(_)
             | Self::Crypto(_) => ResponderAction::Drop,
             _ => match protection {
                 Protection::IntegrityVerified => {

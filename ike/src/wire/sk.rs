@@ -66,6 +66,10 @@ struct Protected<'a> {
 
 /// Splits a message whose only payload is SK (or SKF, with `skf`) without copying.
 fn split_protected(raw: &[u8], expect: PayloadType) -> Result<Protected<'_>, DecodeError> {
+    split_protected_inner(raw, expect).map_err(DecodeError::unverified)
+}
+
+fn split_protected_inner(raw: &[u8], expect: PayloadType) -> Result<Protected<'_>, DecodeError> {
     let view = HeaderView::new_checked(raw)?;
     let header = view.header();
     if header.next_payload != expect {
@@ -122,8 +126,13 @@ fn split_protected(raw: &[u8], expect: PayloadType) -> Result<Protected<'_>, Dec
 /// Verifies and decrypts a message whose only payload is SK, and decodes the inner
 /// chain. Payloads outside SK are rejected ([`DecodeError::ExpectedSk`],
 /// [`DecodeError::SkNotLast`]): RFC 7296 puts SK last, and the messages we accept carry
-/// it alone. Errors in the inner chain come from integrity-verified octets
-/// ([`super::Protection::IntegrityVerified`]); all others from unverified ones.
+/// it alone.
+///
+/// Errors: malformed framing found before the integrity check comes back wrapped in
+/// [`DecodeError::Unverified`] (or as a header-level variant), a failed check as
+/// [`DecodeError::Crypto`]; both map to a silent drop. Any other error is from the
+/// integrity-verified inner chain, so `err.notify(Protection::IntegrityVerified)` gives
+/// the right answer for every error this returns.
 pub fn decrypt_message(
     raw: &[u8],
     cipher: &dyn SkCipher,
@@ -315,9 +324,11 @@ impl Reassembler {
 
     /// Handles one datagram whose only payload is SKF.
     ///
-    /// Errors: anything malformed or failing its integrity check (nothing is stored),
-    /// limits exceeded (the message's fragments are dropped), or a completed message
-    /// whose inner chain does not decode (an integrity-verified syntax error).
+    /// Errors: malformed framing ([`DecodeError::Unverified`]) or a failed integrity
+    /// check ([`DecodeError::Crypto`]), with nothing stored; limits exceeded
+    /// ([`DecodeError::ReassemblyLimit`], the message's fragments are dropped); all three
+    /// map to a silent drop. Otherwise a completed message whose inner chain does not
+    /// decode: an integrity-verified error, as with [`decrypt_message`].
     pub fn handle_fragment(
         &mut self,
         raw: &[u8],
@@ -325,10 +336,10 @@ impl Reassembler {
     ) -> Result<FragmentOutcome, DecodeError> {
         let p = split_protected(raw, PayloadType::SKF)?;
         let mut fr = Reader::new(p.prefix.get(SK_PREFIX_LEN..).unwrap_or_default(), "SKF");
-        let number = fr.u16()?;
-        let total = fr.u16()?;
+        let number = fr.u16().map_err(DecodeError::unverified)?;
+        let total = fr.u16().map_err(DecodeError::unverified)?;
         if number == 0 || total == 0 || number > total {
-            return Err(DecodeError::BadFragment { number, total });
+            return Err(DecodeError::BadFragment { number, total }.unverified());
         }
         if total > self.limits.max_fragments {
             return Err(DecodeError::ReassemblyLimit {
