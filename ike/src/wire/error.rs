@@ -193,7 +193,7 @@ pub enum DecodeError {
     /// integrity check could run. Always dropped, whatever [`Protection`] the caller
     /// passes: nothing about it is authenticated.
     #[error("{0} (before the integrity check)")]
-    Unverified(Box<DecodeError>),
+    Unverified(Box<Self>),
     /// The SK/SKF payload failed to decrypt or verify.
     #[error("SK payload: {0}")]
     Crypto(#[from] CryptoError),
