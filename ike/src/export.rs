@@ -172,11 +172,14 @@ impl R<'_> {
     fn time(&mut self, now: Instant) -> Result<Instant, ImportError> {
         let ms = self.u64()? as i64;
         let d = Duration::from_millis(ms.unsigned_abs());
-        Ok(if ms >= 0 {
-            now + d
+        // A record comes from another node: a time that does not fit is malformed, never
+        // a panic.
+        if ms >= 0 {
+            now.checked_add(d)
+                .ok_or(ImportError::Malformed("time out of range"))
         } else {
-            now.checked_sub(d).unwrap_or(now)
-        })
+            Ok(now.checked_sub(d).unwrap_or(now))
+        }
     }
     fn opt_time(&mut self, now: Instant) -> Result<Option<Instant>, ImportError> {
         if self.bool()? {

@@ -516,3 +516,56 @@ fn rekey_time_makes_the_gateway_rekey_the_ike_sa() {
             .is_none()
     );
 }
+
+#[test]
+fn simultaneous_child_sa_rekeys_leave_exactly_one_pair() {
+    let (mut net, id) = established_pair();
+    let now = net.now;
+    let c_old = net.nodes[0].ep.ike_sa(id).unwrap().children[0].spi_in;
+    let g_old = net.nodes[1].ep.list(now)[0].children[0].spi_in;
+    // Both sides start rekeying the same Child SA before either request arrives.
+    assert!(net.nodes[0].ep.create_child(now, id, Some(c_old)));
+    net.nodes[1].ep.handle_child_expire(now, g_old, false);
+    net.run();
+    let c = net.nodes[0].ep.ike_sa(id).unwrap().children.clone();
+    let gid = net.nodes[1].ep.list(now)[0].id;
+    let g = net.nodes[1].ep.ike_sa(gid).unwrap().children.clone();
+    assert_eq!(c.len(), 1, "client kept one Child SA: {c:#?}");
+    assert_eq!(g.len(), 1, "gateway kept one Child SA");
+    assert_ne!(c[0].spi_in, c_old, "the old pair is gone");
+    assert_eq!(c[0].spi_in, g[0].spi_out, "both kept the same pair");
+    assert_eq!(c[0].keys_out, g[0].keys_in);
+    assert!(net.nodes.iter().any(|n| n.effects.iter().any(|e| matches!(
+        e,
+        Effect::Event(SaEvent::Dropped {
+            reason: "simultaneous_rekey_redundant"
+        })
+    ))));
+}
+
+#[test]
+fn corrupt_replication_records_are_refused_never_a_panic() {
+    let (net, _) = established_pair();
+    let now = net.now;
+    let gid = net.nodes[1].ep.list(now)[0].id;
+    let record = net.nodes[1].ep.export(gid, now).unwrap();
+    let mut refused = 0;
+    for i in 0..record.len() {
+        for v in [0x00, 0x7f, 0xff] {
+            let mut r = record.clone();
+            r[i] = v;
+            if ike::export::read_sa(&r, now).is_err() {
+                refused += 1;
+            }
+        }
+    }
+    assert!(refused > 0);
+    // A time far in the future is still a time; bytes past the record are not.
+    let mut r = record.clone();
+    let n = r.len();
+    r[n - 1] = 1; // expire_at present ...
+    r.extend_from_slice(&i64::MAX.to_be_bytes()); // ... and absurdly far away
+    assert!(ike::export::read_sa(&r, now).is_ok());
+    r.push(0);
+    assert!(ike::export::read_sa(&r, now).is_err());
+}

@@ -6,7 +6,7 @@
 //! rest are getters. Time is always an argument; the endpoint never reads a clock.
 
 pub mod effect;
-mod outbound;
+pub(crate) mod outbound;
 mod rekey;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -105,6 +105,9 @@ pub struct Endpoint {
     pub(crate) pending: HashMap<u64, outbound::PendingRequest>,
     /// Maps `Instant`s to wall-clock time for certificate validity checks.
     pub(crate) wall_anchor: (Instant, SystemTime),
+    /// Simultaneous Child SA rekeys (§2.8.1): (IKE SA, old inbound SPI) → the peer's
+    /// replacement (its inbound SPI here) and the lower nonce of the peer's exchange.
+    pub(crate) rekey_collisions: HashMap<(u64, u32), (u32, Vec<u8>)>,
     /// Child SA rekeys waiting for our request in flight to finish, by IKE SA.
     pub(crate) deferred_rekeys: HashMap<u64, Vec<u32>>,
     /// IKE SAs we are initiating, by our SPI.
@@ -142,6 +145,7 @@ impl Endpoint {
             wall_anchor: (now, SystemTime::UNIX_EPOCH),
             initiating: HashMap::new(),
             deferred_rekeys: HashMap::new(),
+            rekey_collisions: HashMap::new(),
         }
     }
 

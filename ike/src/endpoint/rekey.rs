@@ -218,10 +218,22 @@ impl Endpoint {
         self.install_child(&sa, &child, replaces);
         sa.children.push(child);
         self.sas.insert(spi, sa);
-        // §1.3.3: the side that rekeyed deletes the old Child SA.
-        if let Some(old) = rekey_of {
-            self.start_child_delete(now, spi, old);
+        let Some(old) = rekey_of else { return };
+        // §2.8.1: if the peer rekeyed the same Child SA at the same time, the pair created
+        // by the exchange holding the lowest of the four nonces is redundant and is
+        // deleted by whoever started that exchange.
+        if let Some((_, theirs_low)) = self.rekey_collisions.remove(&(spi, old)) {
+            let ours_low = ni.min(nr.data.as_slice());
+            if ours_low < theirs_low.as_slice() {
+                self.start_child_delete(now, spi, spi_in);
+                self.event(SaEvent::Dropped {
+                    reason: "simultaneous_rekey_redundant",
+                });
+                return;
+            }
         }
+        // §1.3.3: the side that rekeyed deletes the old Child SA.
+        self.start_child_delete(now, spi, old);
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -346,8 +346,8 @@ impl Endpoint {
         sa.established_at = Some(now);
         sa.mid_sync = req.mid_sync;
         sa.replay_sync = req.replay_sync;
-        sa.rekey_at = conn.rekey_time.map(|d| now + d);
-        sa.expire_at = conn.life_time.map(|d| now + d);
+        sa.rekey_at = conn.rekey_time.and_then(|d| now.checked_add(d));
+        sa.expire_at = conn.life_time.and_then(|d| now.checked_add(d));
 
         if req.initial_contact {
             self.delete_duplicates(&conn.name, &remote_id);

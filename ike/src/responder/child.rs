@@ -191,6 +191,19 @@ impl Endpoint {
             c.state = ChildSaState::Rekeyed;
             (c.spi_in, c.spi_out)
         });
+        // §2.8.1: we are rekeying the same Child SA ourselves; remember the peer's
+        // exchange so the redundant pair can be found when ours completes.
+        if let Some((old_in, _)) = replaces {
+            let ours_pending = matches!(
+                self.pending.get(&sa.local_spi().0),
+                Some(crate::endpoint::outbound::PendingRequest::CreateChild { rekey_of: Some(o), .. }) if *o == old_in
+            );
+            if ours_pending {
+                let low = ni.min(nr.as_slice()).to_vec();
+                self.rekey_collisions
+                    .insert((sa.local_spi().0, old_in), (child.spi_in, low));
+            }
+        }
         self.install_child(sa, &child, replaces);
         sa.children.push(child);
 
@@ -288,8 +301,8 @@ impl Endpoint {
         new_sa.established_at = Some(now);
         new_sa.last_heard = now;
         new_sa.retransmit_at = None;
-        new_sa.rekey_at = conn.rekey_time.map(|d| now + d);
-        new_sa.expire_at = conn.life_time.map(|d| now + d);
+        new_sa.rekey_at = conn.rekey_time.and_then(|d| now.checked_add(d));
+        new_sa.expire_at = conn.life_time.and_then(|d| now.checked_add(d));
         sa.state = IkeSaState::Rekeyed;
         sa.rekey_at = None;
         // Keep the old SA only until the peer deletes it; give up after a while.

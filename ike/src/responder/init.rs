@@ -327,7 +327,9 @@ impl Endpoint {
                 init_request: data.to_vec(),
                 init_response: response.clone(),
                 peer_hash_algorithms: peer_hashes,
-                expires_at: now + self.config.half_open_timeout,
+                expires_at: now
+                    .checked_add(self.config.half_open_timeout)
+                    .unwrap_or(now),
             },
         );
         self.send(local, remote, response);
