@@ -637,7 +637,7 @@ fn tshark_decrypts_ike_auth_with_batonds_key_log() {
     let pcap_s = pcap.to_string_lossy().into_owned();
     let run = |uat: Option<&str>| {
         let mut cmd = std::process::Command::new("tshark");
-        cmd.args(["-n", "-r", &pcap_s, "-V", "-Y", "isakmp.exchtype == 35"]);
+        cmd.args(["-n", "-r", &pcap_s, "-V", "-Y", "isakmp.exchangetype == 35"]);
         if let Some(u) = uat {
             cmd.args(["-o", &format!("uat:ikev2_decryption_table:{u}")]);
         }
