@@ -118,6 +118,20 @@ pub async fn start(
                 .await
                 .map_err(io_err("bind UDP", local))?;
             let local = socket.local_addr().map_err(io_err("bind UDP", local))?;
+            if g.dataplane == DataplaneKind::Xfrm {
+                // IKE must never be caught by our own IPsec policies, and the kernel only
+                // decapsulates ESP-in-UDP (RFC 3948) arriving on a socket that asks for it.
+                xfrm::bypass_ipsec(&socket, local.is_ipv6()).map_err(|e| {
+                    io_err("exempt the IKE socket from IPsec policies", local)(
+                        std::io::Error::other(e.to_string()),
+                    )
+                })?;
+                if natt {
+                    xfrm::enable_espinudp(&socket).map_err(|e| {
+                        io_err("enable ESP-in-UDP on", local)(std::io::Error::other(e.to_string()))
+                    })?;
+                }
+            }
             bound.push(Bound {
                 local,
                 socket: Arc::new(socket),
