@@ -46,6 +46,15 @@ pub enum ReplicatorEvent {
     },
 }
 
+/// How a wait for acks ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckOutcome {
+    /// Every live peer applied the write (or a newer one of ours).
+    Acked,
+    /// Another node wrote a newer version of the key first ([`ReplEvent::Superseded`]).
+    Superseded,
+}
+
 /// The replicator task stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("replicator stopped")]
@@ -60,7 +69,7 @@ enum Cmd {
         Reply<Result<Vec<Token>, ReplError>>,
     ),
     Delete(RecordKey, Reply<Token>),
-    WaitAcked(Token, Reply<()>),
+    WaitAcked(Token, Reply<AckOutcome>),
     Get(RecordKey, Reply<Option<Record>>),
     Snapshot(Reply<Vec<(RecordKey, Record)>>),
     Stats(Reply<(LogStats, Vec<(NodeId, PeerStats)>)>),
@@ -84,6 +93,8 @@ impl Replicator {
         channel: ChannelConfig,
         repl: ReplConfig,
     ) -> std::io::Result<(Self, mpsc::UnboundedReceiver<ReplicatorEvent>)> {
+        let mut repl = repl;
+        repl.counter_floor = repl.counter_floor.max(channel.incarnation);
         let log = ReplicationLog::new(channel.node.clone(), channel.peers.keys().cloned(), repl);
         let (chan, chan_rx) = Channel::start(channel).await?;
         let local_addr = chan.local_addr();
@@ -134,9 +145,10 @@ impl Replicator {
         self.ask(|r| Cmd::Delete(key, r)).await
     }
 
-    /// Resolves when every live peer has applied the token's write (`sync = "ack"`).
-    /// Callers bound the wait with a timeout of their choice.
-    pub async fn wait_acked(&self, token: Token) -> Result<(), Stopped> {
+    /// Resolves when every live peer has applied the token's write (`sync = "ack"`),
+    /// or when another node overwrote the key first. Callers bound the wait with a
+    /// timeout of their choice.
+    pub async fn wait_acked(&self, token: Token) -> Result<AckOutcome, Stopped> {
         self.ask(|r| Cmd::WaitAcked(token, r)).await
     }
 
@@ -201,7 +213,7 @@ async fn run(
     mut crx: mpsc::UnboundedReceiver<Cmd>,
     etx: mpsc::UnboundedSender<ReplicatorEvent>,
 ) {
-    let mut waiters: HashMap<Token, Vec<Reply<()>>> = HashMap::new();
+    let mut waiters: HashMap<Token, Vec<Reply<AckOutcome>>> = HashMap::new();
     let mut prune_at = 1024;
     loop {
         tokio::select! {
@@ -243,11 +255,16 @@ async fn run(
             let _ = chan.send(&to, msg);
         }
         while let Some(ev) = log.poll_event() {
-            if let ReplEvent::Acked(t) = &ev
+            let done = match &ev {
+                ReplEvent::Acked(t) => Some((t, AckOutcome::Acked)),
+                ReplEvent::Superseded(t) => Some((t, AckOutcome::Superseded)),
+                _ => None,
+            };
+            if let Some((t, outcome)) = done
                 && let Some(ws) = waiters.remove(t)
             {
                 for w in ws {
-                    let _ = w.send(());
+                    let _ = w.send(outcome);
                 }
             }
             let _ = etx.send(ReplicatorEvent::Repl(ev));
@@ -287,7 +304,7 @@ fn on_channel(
 fn on_cmd(
     log: &mut ReplicationLog,
     chan: &Channel,
-    waiters: &mut HashMap<Token, Vec<Reply<()>>>,
+    waiters: &mut HashMap<Token, Vec<Reply<AckOutcome>>>,
     cmd: Cmd,
 ) {
     match cmd {
@@ -306,7 +323,9 @@ fn on_cmd(
         }
         Cmd::WaitAcked(t, r) => {
             if log.is_acked_by_all_live(&t) {
-                let _ = r.send(());
+                let _ = r.send(AckOutcome::Acked);
+            } else if log.is_superseded(&t) {
+                let _ = r.send(AckOutcome::Superseded);
             } else {
                 waiters.entry(t.clone()).or_default().push(r);
                 log.track(t);

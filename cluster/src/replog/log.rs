@@ -19,6 +19,11 @@ pub struct ReplConfig {
     /// Target size of one Records message (default 60,000 bytes, at most
     /// [`MAX_MESSAGE`]); one record larger than this still goes alone.
     pub max_batch_bytes: usize,
+    /// Lowest version counter this node writes with (default 0). The replicator
+    /// sets it to the boot incarnation (µs since the epoch), so the writes of a
+    /// restarted node order after everything written before it restarted, as in a
+    /// hybrid logical clock.
+    pub counter_floor: u64,
 }
 
 impl Default for ReplConfig {
@@ -27,6 +32,7 @@ impl Default for ReplConfig {
             max_inflight: 8192,
             max_inflight_bytes: 4 << 20,
             max_batch_bytes: 60_000,
+            counter_floor: 0,
         }
     }
 }
@@ -69,6 +75,10 @@ pub enum ReplEvent {
     },
     /// A tracked token (see [`ReplicationLog::track`]) is now acked by all live peers.
     Acked(Token),
+    /// A tracked token's key was overwritten by a newer write from another node
+    /// (e.g. after a takeover) before all live peers acked it: it will never be
+    /// acked as such, and waiting for it is pointless.
+    Superseded(Token),
     /// The peer's bulk resync to us is complete: we hold everything it held.
     PeerSynced(NodeId),
 }
@@ -209,7 +219,12 @@ pub struct ReplicationLog {
     events: VecDeque<ReplEvent>,
     rr: usize,
     stats: LogStats,
+    forgotten: HashMap<RecordKey, Version>,
+    forgotten_order: VecDeque<RecordKey>,
 }
+
+/// How many collected tombstones are remembered to reject late copies.
+const FORGOTTEN_CAP: usize = 65_536;
 
 impl std::fmt::Debug for ReplicationLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -234,15 +249,17 @@ impl ReplicationLog {
             .collect();
         Self {
             local,
+            lamport: cfg.counter_floor,
             cfg,
             store: BTreeMap::new(),
-            lamport: 0,
             peers,
             live: None,
             waiting: Vec::new(),
             events: VecDeque::new(),
             rr: 0,
             stats: LogStats::default(),
+            forgotten: HashMap::new(),
+            forgotten_order: VecDeque::new(),
         }
     }
 
@@ -369,6 +386,10 @@ impl ReplicationLog {
     }
 
     /// The connection to `peer` is gone.
+    ///
+    /// Records written by `peer` are then relayed to the other connected peers that
+    /// are not known to hold them: `peer` may have died after sending a write to us
+    /// but before sending it to them, and nobody else would ever send it.
     pub fn peer_disconnected(&mut self, peer: &NodeId) {
         if let Some(p) = self.peers.get_mut(peer) {
             p.connected = false;
@@ -377,8 +398,18 @@ impl ReplicationLog {
             p.queued.clear();
             p.inflight.clear();
             p.inflight_bytes = 0;
-            p.inflight_bytes = 0;
             p.control.clear();
+        }
+        let store = &self.store;
+        for (name, p) in &mut self.peers {
+            if !p.connected || name == peer {
+                continue;
+            }
+            for (k, r) in store {
+                if r.version.origin == *peer && !p.knows(k, &r.version) {
+                    p.enqueue(k);
+                }
+            }
         }
         self.check_waiting();
     }
@@ -425,8 +456,9 @@ impl ReplicationLog {
             .all(|p| self.is_acked_by(p, token))
     }
 
-    /// Raises [`ReplEvent::Acked`] once the token is acked by all live peers
-    /// (at the next `poll_event` if it already is).
+    /// Raises [`ReplEvent::Acked`] once the token is acked by all live peers, or
+    /// [`ReplEvent::Superseded`] if another node overwrites the key first (at the
+    /// next `poll_event` if either is already the case).
     pub fn track(&mut self, token: Token) {
         self.waiting.push(token);
         self.check_waiting();
@@ -442,11 +474,23 @@ impl ReplicationLog {
             return;
         }
         let waiting = std::mem::take(&mut self.waiting);
-        let (done, rest): (Vec<_>, Vec<_>) = waiting
-            .into_iter()
-            .partition(|t| self.is_acked_by_all_live(t));
-        self.waiting = rest;
-        self.events.extend(done.into_iter().map(ReplEvent::Acked));
+        for t in waiting {
+            if self.is_acked_by_all_live(&t) {
+                self.events.push_back(ReplEvent::Acked(t));
+            } else if self.is_superseded(&t) {
+                self.events.push_back(ReplEvent::Superseded(t));
+            } else {
+                self.waiting.push(t);
+            }
+        }
+    }
+
+    /// Whether another node wrote a newer version of the token's key. (A newer
+    /// write by the same node does not count: its acks imply this token's.)
+    pub fn is_superseded(&self, token: &Token) -> bool {
+        self.store
+            .get(&token.key)
+            .is_some_and(|r| r.version > token.version && r.version.origin != token.version.origin)
     }
 
     /// Whether every live peer is connected and has completed its resync to us.
@@ -476,6 +520,7 @@ impl ReplicationLog {
                 for (key, rec) in records {
                     self.apply(from, key, rec);
                 }
+                self.check_waiting();
             }
             ReplMessage::Ack { seq } => {
                 if seq >= p.next_seq {
@@ -495,7 +540,8 @@ impl ReplicationLog {
                 }
                 self.check_waiting();
             }
-            ReplMessage::SnapshotEnd => {
+            ReplMessage::SnapshotEnd { clock } => {
+                self.lamport = self.lamport.max(clock);
                 if !p.synced {
                     p.synced = true;
                     self.events.push_back(ReplEvent::PeerSynced(from.clone()));
@@ -515,6 +561,21 @@ impl ReplicationLog {
     }
 
     fn apply(&mut self, from: &NodeId, key: RecordKey, rec: Record) {
+        if !self.store.contains_key(&key)
+            && self.forgotten.get(&key).is_some_and(|f| *f >= rec.version)
+        {
+            // Older than a deletion we collected: a copy that was already on its way
+            // when every node acknowledged the deletion (e.g. in a resync batch).
+            // Storing it would resurrect the record. If it is a tombstone the sender
+            // still keeps, tell it to drop it too.
+            self.stats.stale += 1;
+            if rec.value.is_none()
+                && let Some(p) = self.peers.get_mut(from)
+            {
+                p.control.push_back(wire::encode_forget(&key, &rec.version));
+            }
+            return;
+        }
         if let Some(p) = self.peers.get_mut(from) {
             p.learn(&key, &rec.version);
         }
@@ -561,6 +622,16 @@ impl ReplicationLog {
             self.stats.digest ^= entry_digest(key, &old);
             self.stats.tombstones -= 1;
             self.stats.tombstones_collected += 1;
+            // Copies of this tombstone may still be in flight (in a peer's resync):
+            // remember it so they are not stored again.
+            if self.forgotten.insert(key.clone(), old.version).is_none() {
+                self.forgotten_order.push_back(key.clone());
+            }
+            while self.forgotten_order.len() > FORGOTTEN_CAP {
+                if let Some(k) = self.forgotten_order.pop_front() {
+                    self.forgotten.remove(&k);
+                }
+            }
         }
         for p in self.peers.values_mut() {
             p.known.remove(key);
@@ -589,6 +660,7 @@ impl ReplicationLog {
     fn transmit_to(&mut self, name: &NodeId) -> Option<Vec<u8>> {
         let store = &self.store;
         let cfg = &self.cfg;
+        let clock = self.lamport;
         let p = self.peers.get_mut(name)?;
         if !p.connected {
             return None;
@@ -614,7 +686,7 @@ impl ReplicationLog {
                         break;
                     }
                     p.queue.pop_front();
-                    return Some(vec![wire::T_SNAPSHOT_END]);
+                    return Some(wire::encode_snapshot_end(clock));
                 }
                 Some(Pending::Key(k)) => k.clone(),
             };

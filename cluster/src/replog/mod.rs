@@ -47,9 +47,12 @@
 //! the same key, the higher `(counter, origin)` wins and the other write is
 //! discarded on every node: the SA-level layer must make sure one key has one
 //! writer (the SA's owner) and fence ownership on membership changes.
-//! Records are not forwarded: a record reaches peer C from its writer A directly.
-//! If only the A–C link is broken while both still talk to B, C gets A's records
-//! when A–C reconnects (the heartbeat then also reports A and C as down to each other).
+//! Records normally reach peer C from their writer A directly (no flooding, so
+//! each write crosses each link once). When a node loses its connection to A, it
+//! relays A's records to its other peers that are not known to hold them, so a
+//! write that A sent to B just before dying still reaches C. If only the A–C link
+//! is broken while both still talk to B, C gets A's records when A–C reconnects or
+//! when B loses A (the heartbeat then also reports A and C as down to each other).
 //!
 //! **Anti-entropy**: [`LogStats::digest`] is a digest of the whole store (every key
 //! with its version), maintained incrementally. Equal stores have equal digests, so
@@ -60,9 +63,15 @@
 //! that was away cannot resurrect a deleted record; a peer that stays configured
 //! but never returns keeps tombstones alive.
 //!
-//! A restarted node starts with an empty store and counters at zero: it must not
-//! write keys written before its restart until it is synced with the live members
-//! ([`ReplicationLog::is_synced_with_live`]), or its writes could lose against older ones.
+//! A restarted node starts with an empty store. Its version counters start at its
+//! boot incarnation (microseconds since the epoch, [`ReplConfig::counter_floor`]),
+//! so its writes order after those of its previous life, like a hybrid logical
+//! clock, as long as the nodes' clocks agree to within the restart time. Still, it
+//! should not write keys it has not seen until it is synced with the live members
+//! ([`ReplicationLog::is_synced_with_live`]).
+//!
+//! A collected tombstone is remembered (the last 65,536 per node) so that an older
+//! copy of the record still on its way in another node's resync is not stored again.
 
 mod log;
 mod types;

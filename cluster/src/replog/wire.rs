@@ -9,7 +9,9 @@
 //!                   key_len u8, key, counter u64, origin_len u8, origin,
 //!                   flags u8 (bit 0: tombstone), [payload_len u32, payload]
 //! 0x02 Ack          seq u64: highest sequence applied, contiguous from 1
-//! 0x03 SnapshotEnd  (empty): every record of the bulk resync has been sent
+//! 0x03 SnapshotEnd  clock u64: every record of the bulk resync has been sent; the
+//!                   sender's version counter, so a restarted receiver's next writes
+//!                   order after everything the sender ever saw (collected tombstones too)
 //! 0x04 Forget       key_len u8, key, counter u64, origin_len u8, origin: the writer
 //!                   of this tombstone collected it (every node has it); drop it too
 //! ```
@@ -38,7 +40,9 @@ pub(crate) enum ReplMessage {
     Ack {
         seq: u64,
     },
-    SnapshotEnd,
+    SnapshotEnd {
+        clock: u64,
+    },
     Forget {
         key: RecordKey,
         version: Version,
@@ -97,6 +101,12 @@ pub(crate) fn encode_forget(key: &RecordKey, version: &Version) -> Vec<u8> {
     let o = version.origin.as_str().as_bytes();
     v.push(u8::try_from(o.len()).unwrap_or(u8::MAX));
     v.extend_from_slice(o);
+    v
+}
+
+pub(crate) fn encode_snapshot_end(clock: u64) -> Vec<u8> {
+    let mut v = vec![T_SNAPSHOT_END];
+    v.extend_from_slice(&clock.to_be_bytes());
     v
 }
 
@@ -166,7 +176,7 @@ pub(crate) fn decode(msg: &[u8]) -> Option<ReplMessage> {
             ReplMessage::Records { first_seq, records }
         }
         T_ACK => ReplMessage::Ack { seq: r.u64()? },
-        T_SNAPSHOT_END => ReplMessage::SnapshotEnd,
+        T_SNAPSHOT_END => ReplMessage::SnapshotEnd { clock: r.u64()? },
         T_FORGET => {
             let kl = usize::from(r.u8()?);
             let key = RecordKey::new(r.take(kl)?)?;
@@ -225,7 +235,11 @@ mod tests {
         extra.push(0);
         assert_eq!(decode(&extra), None);
         assert_eq!(decode(&encode_ack(7)), Some(ReplMessage::Ack { seq: 7 }));
-        assert_eq!(decode(&[T_SNAPSHOT_END]), Some(ReplMessage::SnapshotEnd));
+        assert_eq!(
+            decode(&encode_snapshot_end(9)),
+            Some(ReplMessage::SnapshotEnd { clock: 9 })
+        );
+        assert_eq!(decode(&[T_SNAPSHOT_END]), None);
         assert_eq!(decode(&[0x55]), None);
         let v = Version {
             counter: 3,
