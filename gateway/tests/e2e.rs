@@ -112,6 +112,31 @@ async fn client_establishes_an_sa_that_ikectl_lists_and_terminates() {
     let keys = std::fs::read_to_string(dir.0.join("ike.keys")).unwrap();
     assert_eq!(keys.lines().count(), 1, "{keys}");
 
+    // Metrics count the real core's events.
+    let addr = h.metrics.unwrap();
+    let body = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    })
+    .await
+    .unwrap();
+    for line in [
+        "baton_ike_sas_established_total 1\n",
+        "baton_ike_sas 1\n",
+        "baton_child_sas 1\n",
+    ] {
+        assert!(body.contains(line), "metrics lack {line:?}:\n{body}");
+    }
+    assert!(body.contains("baton_exchanges_total{exchange="), "{body}");
+    assert!(
+        body.contains("baton_dropped_total{reason="),
+        "the junk was counted: {body}"
+    );
+
     // A reload keeps the established SA.
     let text = std::fs::read_to_string(&cfg).unwrap();
     std::fs::write(
