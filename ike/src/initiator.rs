@@ -36,6 +36,10 @@ pub struct InitiatorOptions {
     pub mid_sync: bool,
     /// Announce IPSEC_REPLAY_COUNTER_SYNC_SUPPORTED.
     pub replay_sync: bool,
+    /// Leave out INITIAL_CONTACT (RFC 7296 §2.4) from IKE_AUTH, so the responder keeps
+    /// other IKE SAs with the same identity: a load generator sets up many IKE SAs
+    /// under one identity (one certificate) and wants all of them kept.
+    pub omit_initial_contact: bool,
 }
 
 /// Why an initiation failed, as reported in [`InitiatorOutcome`].
@@ -445,7 +449,9 @@ impl Endpoint {
                 }),
             );
         }
-        payloads.insert(0, status_notify(NotifyType::INITIAL_CONTACT, Vec::new()));
+        if !st.opts.omit_initial_contact {
+            payloads.insert(0, status_notify(NotifyType::INITIAL_CONTACT, Vec::new()));
+        }
         if st.opts.request_virtual_ip {
             payloads.push(Payload::Cp(CpPayload {
                 cfg_type: CfgType::REQUEST,
