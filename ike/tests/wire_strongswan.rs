@@ -273,5 +273,9 @@ fn captured_ike_auth_decrypts_with_the_logged_keys() {
         }
     }
     assert!(sk >= 10, "{sk} SK messages");
-    assert_eq!(reassembled, 2, "the fragmented request and response");
+    // rsa-chain-fragmentation(-xfrm): a fragmented request and response each.
+    assert!(
+        reassembled >= 2 && reassembled % 2 == 0,
+        "{reassembled} reassembled messages"
+    );
 }
