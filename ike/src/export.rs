@@ -563,7 +563,7 @@ impl Endpoint {
                 let _ = pool.mark_leased(vip, rid);
             }
         }
-        self.sas.insert(id.0, sa);
+        self.put_sa(id.0, sa);
         Ok(id)
     }
 

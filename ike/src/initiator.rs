@@ -687,13 +687,13 @@ impl Endpoint {
             connection: sa.connection.clone(),
             remote: sa.remote_addr,
         });
-        self.sas.insert(spi, sa);
+        self.put_sa(spi, sa);
         Ok(false)
     }
 
     /// While IKE_AUTH is in flight, [`Endpoint::open`] finds the keys through `sas`.
     fn half_open_initiator_keys(&mut self, sa: &IkeSa) {
-        self.sas.insert(sa.local_spi().0, sa.clone());
+        self.put_sa(sa.local_spi().0, sa.clone());
     }
 
     fn find_psk_for(

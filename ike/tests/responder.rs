@@ -569,3 +569,41 @@ fn corrupt_replication_records_are_refused_never_a_panic() {
     r.push(0);
     assert!(ike::export::read_sa(&r, now).is_err());
 }
+
+#[test]
+fn idle_sas_get_liveness_checks_and_dead_peers_are_removed() {
+    let mut net = Net::new();
+    net.add(
+        client_config(client_conn(KeGroup::CURVE25519, "client.example"), PSK),
+        "192.0.2.2:500",
+    );
+    let mut gw = gateway_conn(&[KeGroup::CURVE25519], None);
+    gw.dpd_delay = Some(Duration::from_secs(30));
+    net.add(gateway_config(gw), "198.51.100.1:500");
+    let (l, r, now) = (net.nodes[0].addr, net.nodes[1].addr, net.now);
+    net.nodes[0]
+        .ep
+        .initiate(now, "home", l, r, InitiatorOptions::default())
+        .unwrap();
+    net.run();
+    let deadline = net.nodes[1]
+        .ep
+        .poll_timeout()
+        .expect("a liveness check is scheduled");
+    assert_eq!(deadline, now + Duration::from_secs(30));
+    let before = net.nodes[1].sent.len();
+    net.advance(Duration::from_secs(31));
+    assert_eq!(
+        net.nodes[1].sent.len(),
+        before + 1,
+        "one liveness check sent"
+    );
+    assert_eq!(net.nodes[1].ep.ike_sa_count(), 1, "answered: the SA stays");
+    // The client goes away: checks go unanswered and the SA is removed.
+    net.filter = Box::new(|f| f.to.ip().to_string() != "192.0.2.2");
+    for _ in 0..40 {
+        net.advance(Duration::from_secs(15));
+    }
+    assert_eq!(net.nodes[1].ep.ike_sa_count(), 0);
+    assert_eq!(net.deletes(1).len(), 1, "its Child SA removed");
+}

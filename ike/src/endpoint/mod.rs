@@ -9,7 +9,8 @@ pub mod effect;
 pub(crate) mod outbound;
 mod rekey;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -108,6 +109,9 @@ pub struct Endpoint {
     /// Simultaneous Child SA rekeys (§2.8.1): (IKE SA, old inbound SPI) → the peer's
     /// replacement (its inbound SPI here) and the lower nonce of the peer's exchange.
     pub(crate) rekey_collisions: HashMap<(u64, u32), (u32, Vec<u8>)>,
+    /// Deadlines by SA, earliest first. Entries go stale when a deadline moves later;
+    /// a stale entry only causes a spurious wake-up, after which the SA is rescheduled.
+    pub(crate) timers: BinaryHeap<Reverse<(Instant, u64)>>,
     /// Child SA rekeys waiting for our request in flight to finish, by IKE SA.
     pub(crate) deferred_rekeys: HashMap<u64, Vec<u32>>,
     /// IKE SAs we are initiating, by our SPI.
@@ -145,6 +149,7 @@ impl Endpoint {
             wall_anchor: (now, SystemTime::UNIX_EPOCH),
             initiating: HashMap::new(),
             deferred_rekeys: HashMap::new(),
+            timers: BinaryHeap::new(),
             rekey_collisions: HashMap::new(),
         }
     }
@@ -160,6 +165,11 @@ impl Endpoint {
             }
         }
         self.config = config;
+        // Liveness-check delays may have changed.
+        let spis: Vec<u64> = self.sas.keys().copied().collect();
+        for spi in spis {
+            self.schedule(spi);
+        }
     }
 
     /// Tells the endpoint that `now` is `wall` on the wall clock (for certificate
@@ -195,18 +205,14 @@ impl Endpoint {
 
     /// The earliest instant at which [`Endpoint::handle_timeout`] has work to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let sa_deadlines = self.sas.values().flat_map(|sa| {
-            [
-                sa.retransmit_at,
-                sa.rekey_at,
-                sa.expire_at,
-                self.dpd_deadline(sa),
-            ]
-            .into_iter()
-            .flatten()
-        });
-        let half_open = self.half_open.values().map(|h| h.expires_at);
-        sa_deadlines.chain(half_open).min()
+        let rotate = self
+            .cookie_secret_rotated
+            .checked_add(COOKIE_SECRET_LIFETIME);
+        let next = self.timers.peek().map(|Reverse((t, _))| *t);
+        match (next, rotate) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Runs every timer that is due at `now`. Spurious calls are harmless.
@@ -214,36 +220,68 @@ impl Endpoint {
         if now.saturating_duration_since(self.cookie_secret_rotated) >= COOKIE_SECRET_LIFETIME {
             self.rotate_cookie_secret(now);
         }
-        let expired: Vec<u64> = self
-            .half_open
-            .iter()
-            .filter(|(_, h)| h.expires_at <= now)
-            .map(|(k, _)| *k)
-            .collect();
-        for spi in expired {
-            self.drop_half_open(spi);
-            self.event(SaEvent::Dropped {
-                reason: "half_open_timeout",
-            });
+        let mut due = Vec::new();
+        while let Some(Reverse((t, spi))) = self.timers.peek().copied() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            due.push(spi);
         }
-        let due: Vec<u64> = self
-            .sas
-            .iter()
-            .filter(|(_, sa)| {
-                [
-                    sa.retransmit_at,
-                    sa.rekey_at,
-                    sa.expire_at,
-                    self.dpd_deadline(sa),
-                ]
-                .into_iter()
-                .flatten()
-                .any(|t| t <= now)
-            })
-            .map(|(k, _)| *k)
-            .collect();
+        due.sort_unstable();
+        due.dedup();
         for spi in due {
-            self.run_sa_timers(now, spi);
+            if self
+                .half_open
+                .get(&spi)
+                .is_some_and(|h| h.expires_at <= now)
+            {
+                self.drop_half_open(spi);
+                self.event(SaEvent::Dropped {
+                    reason: "half_open_timeout",
+                });
+            } else if self.sas.contains_key(&spi) {
+                self.run_sa_timers(now, spi);
+            }
+            self.schedule(spi);
+        }
+    }
+
+    /// Inserts (or puts back) an IKE SA and schedules its next deadline.
+    pub(crate) fn put_sa(&mut self, spi: u64, sa: IkeSa) {
+        self.sas.insert(spi, sa);
+        self.schedule(spi);
+    }
+
+    /// Queues the next deadline of the SA (or half-open SA) with our SPI `spi`.
+    pub(crate) fn schedule(&mut self, spi: u64) {
+        let next = match self.sas.get(&spi) {
+            Some(sa) => [
+                sa.retransmit_at,
+                sa.rekey_at,
+                sa.expire_at,
+                self.dpd_deadline(sa),
+            ]
+            .into_iter()
+            .flatten()
+            .min(),
+            None => self.half_open.get(&spi).map(|h| h.expires_at),
+        };
+        if let Some(t) = next {
+            self.timers.push(Reverse((t, spi)));
+        }
+        // Stale entries pile up on busy SAs; rebuild when they dominate.
+        if self.timers.len() > 4 * (self.sas.len() + self.half_open.len()) + 4096 {
+            let spis: Vec<u64> = self
+                .sas
+                .keys()
+                .chain(self.half_open.keys())
+                .copied()
+                .collect();
+            self.timers.clear();
+            for s in spis {
+                self.schedule(s);
+            }
         }
     }
 

@@ -109,6 +109,7 @@ impl Endpoint {
         sa.msgids.start_request(|_| datagrams.clone());
         sa.retransmit_at = Some(now + retransmit_delay(1));
         self.pending.insert(spi, pending);
+        self.schedule(spi);
         for d in datagrams {
             self.send(local, remote, d);
         }
@@ -130,7 +131,7 @@ impl Endpoint {
             sa.state = IkeSaState::Deleting;
             // A pending request would block ours: forget it (its response is ignored).
             sa.msgids.outstanding = None;
-            self.sas.insert(spi, sa);
+            self.put_sa(spi, sa);
         }
         if !self.start_request(
             now,
@@ -251,7 +252,7 @@ impl Endpoint {
                         let keep = sa.children.iter().any(|c| c.reqid == child.reqid);
                         self.remove_child(&sa, &child, keep);
                     }
-                    self.sas.insert(spi, sa);
+                    self.put_sa(spi, sa);
                 }
             }
             Some(PendingRequest::CreateChild {
@@ -274,6 +275,7 @@ impl Endpoint {
             Some(PendingRequest::Liveness) | None => {}
         }
         self.run_deferred(now, spi);
+        self.schedule(spi);
     }
 
     /// Runs the timers of one IKE SA.

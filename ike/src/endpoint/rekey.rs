@@ -185,7 +185,7 @@ impl Endpoint {
             return;
         };
         let Some(keys) = self.child_keys(&sa, &suite, shared.as_ref(), ni, &nr.data) else {
-            self.sas.insert(spi, sa);
+            self.put_sa(spi, sa);
             return;
         };
         let old = rekey_of.and_then(|s| sa.children.iter_mut().find(|c| c.spi_in == s));
@@ -217,7 +217,7 @@ impl Endpoint {
         );
         self.install_child(&sa, &child, replaces);
         sa.children.push(child);
-        self.sas.insert(spi, sa);
+        self.put_sa(spi, sa);
         let Some(old) = rekey_of else { return };
         // §2.8.1: if the peer rekeyed the same Child SA at the same time, the pair created
         // by the exchange holding the lowest of the four nonces is redundant and is
@@ -294,19 +294,19 @@ impl Endpoint {
             self.config.provider.prf(old.suite.prf),
             self.config.provider.prf(suite.prf),
         ) else {
-            self.sas.insert(spi, old);
+            self.put_sa(spi, old);
             return;
         };
         let new_spi_r = IkeSpi::from_bytes(peer_spi);
         let Ok(lens) = key_lengths(suite.encr.id, suite.encr.key_bits, suite.integ, new_prf) else {
-            self.sas.insert(spi, old);
+            self.put_sa(spi, old);
             return;
         };
         let seed = skeyseed_rekey(old_prf, old.keys.sk_d.expose(), shared.expose(), ni, nr);
         let Ok(keys) =
             derive_ike_sa_keys(new_prf, seed.expose(), ni, nr, new_spi_i, new_spi_r, &lens)
         else {
-            self.sas.insert(spi, old);
+            self.put_sa(spi, old);
             return;
         };
         let mut new_sa = old.clone();
@@ -332,8 +332,8 @@ impl Endpoint {
             old: old.id(),
             new: new_sa.id(),
         });
-        self.sas.insert(new_spi_i.0, new_sa);
-        self.sas.insert(spi, old);
+        self.put_sa(new_spi_i.0, new_sa);
+        self.put_sa(spi, old);
         // §1.3.2: the rekey initiator deletes the old IKE SA.
         self.start_ike_delete(now, spi);
     }

@@ -418,7 +418,7 @@ impl Endpoint {
         self.event(SaEvent::Exchange {
             exchange: "IKE_AUTH",
         });
-        self.sas.insert(sa.local_spi().0, sa);
+        self.put_sa(sa.local_spi().0, sa);
     }
 
     /// Leases an address from `pool` for a CP(REQUEST) and builds the CP(REPLY).

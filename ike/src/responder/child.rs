@@ -313,7 +313,7 @@ impl Endpoint {
             old: sa.id(),
             new: new_sa.id(),
         });
-        self.sas.insert(new_spi_r.0, new_sa);
+        self.put_sa(new_spi_r.0, new_sa);
 
         let response = vec![
             Payload::Sa(SaPayload {

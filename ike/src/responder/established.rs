@@ -40,7 +40,9 @@ impl Endpoint {
             && exchange == ExchangeType::INFORMATIONAL
             && let Some(sa) = self.sas.get(&our_spi.0)
             && sa.mid_sync
-            && sa.msgids.peer_next_request != 0
+            // Before the other side sent any request, MID 0 may be its first ordinary
+            // request; a sync carries nothing but the sync notifies (RFC 6311 §5.1).
+            && (sa.msgids.peer_next_request != 0 || self.is_mid_sync_only(our_spi, data))
         {
             self.handle_mid_sync_request(now, local, remote, our_spi, data);
             return;
@@ -107,7 +109,7 @@ impl Endpoint {
             Err(e) => match e.notify(Protection::IntegrityVerified) {
                 ResponderAction::Notify(t, d) => (vec![status_notify(t, d)], AfterResponse::Keep),
                 ResponderAction::Drop => {
-                    self.sas.insert(our_spi.0, sa);
+                    self.put_sa(our_spi.0, sa);
                     return;
                 }
             },
@@ -130,7 +132,7 @@ impl Endpoint {
             }),
         }
         let spi = our_spi.0;
-        self.sas.insert(spi, sa);
+        self.put_sa(spi, sa);
         if let AfterResponse::Destroy = after {
             self.destroy_ike_sa(spi, "deleted_by_peer");
         }

@@ -332,6 +332,7 @@ impl Endpoint {
                     .unwrap_or(now),
             },
         );
+        self.schedule(spi_r.0);
         self.send(local, remote, response);
         self.event(SaEvent::Exchange {
             exchange: "IKE_SA_INIT",

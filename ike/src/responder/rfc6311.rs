@@ -65,7 +65,7 @@ impl Endpoint {
         let replayed = highest_seen.is_some_and(|h| m1 <= h)
             || sa.msgids.peer_sync_highest.is_some_and(|h| m1 <= h);
         if replayed {
-            self.sas.insert(our_spi.0, sa);
+            self.put_sa(our_spi.0, sa);
             self.event(SaEvent::Dropped {
                 reason: "mid_sync_replayed",
             });
@@ -106,10 +106,26 @@ impl Endpoint {
                 self.send(local, remote, d);
             }
         }
-        self.sas.insert(our_spi.0, sa);
+        self.put_sa(our_spi.0, sa);
         self.event(SaEvent::Exchange {
             exchange: "IKEV2_MESSAGE_ID_SYNC",
         });
+    }
+
+    /// Whether a protected message holds IKEV2_MESSAGE_ID_SYNC and otherwise at most
+    /// IPSEC_REPLAY_COUNTER_SYNC (§5.1: a sync request carries nothing else).
+    pub(crate) fn is_mid_sync_only(&mut self, our_spi: IkeSpi, data: &[u8]) -> bool {
+        let Ok(Some((_, payloads))) = self.open(our_spi.0, data) else {
+            return false;
+        };
+        let is = |p: &Payload, t: NotifyType| matches!(p, Payload::Notify(n) if n.notify_type == t);
+        payloads
+            .iter()
+            .any(|p| is(p, NotifyType::IKEV2_MESSAGE_ID_SYNC))
+            && payloads.iter().all(|p| {
+                is(p, NotifyType::IKEV2_MESSAGE_ID_SYNC)
+                    || is(p, NotifyType::IPSEC_REPLAY_COUNTER_SYNC)
+            })
     }
 
     /// Cluster side (§5.1, §5.2): after taking IKE SA `id` over, tell the peer which
@@ -134,7 +150,7 @@ impl Endpoint {
             return false;
         };
         if !sa.mid_sync {
-            self.sas.insert(id.0, sa);
+            self.put_sa(id.0, sa);
             return false;
         }
         let mut nonce = [0u8; 4];
@@ -156,7 +172,7 @@ impl Endpoint {
             ));
         }
         let Ok(datagrams) = self.seal(&sa, ExchangeType::INFORMATIONAL, 0, false, &payloads) else {
-            self.sas.insert(id.0, sa);
+            self.put_sa(id.0, sa);
             return false;
         };
         // §8.1: from now on only requests inside the window we declared are accepted; the
@@ -176,7 +192,7 @@ impl Endpoint {
         for d in datagrams {
             self.send(sa.local_addr, sa.remote_addr, d);
         }
-        self.sas.insert(id.0, sa);
+        self.put_sa(id.0, sa);
         true
     }
 
@@ -230,5 +246,6 @@ impl Endpoint {
         sa.last_heard = now;
         let id = sa.id();
         self.event(SaEvent::MessageIdsSynced { id });
+        self.schedule(our_spi.0);
     }
 }
