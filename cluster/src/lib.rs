@@ -28,6 +28,7 @@
 pub mod channel;
 pub mod replicator;
 pub mod replog;
+pub mod sa;
 pub mod transport;
 
 pub use heartbeat::{ClusterKey, KeyFileError, Membership, NodeId};

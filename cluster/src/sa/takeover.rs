@@ -1,0 +1,280 @@
+//! Takeover of a dead owner's SAs (DESIGN §4; RFC 6311 §5, §7, §9) and of SAs handed
+//! over by a transfer.
+
+use std::time::{Duration, Instant};
+
+use heartbeat::NodeId;
+use ike::endpoint::{ChildDelete, Effect};
+use ike::sa::IkeSaId;
+use xfrm::ReplayState;
+
+use super::node::{ClusterNode, InstallOverride};
+use super::record::{self, ChildRecord, SaRecord};
+use super::{BlockPolicies, ClusterEffect, ClusterEvent};
+
+/// RFC 6311 §5.2: a rekey SHOULD follow an outbound sequence jump this large.
+const REKEY_JUMP: u64 = 1 << 30;
+
+impl ClusterNode {
+    /// Takes over every SA whose recorded owner is not live and that HRW over the live
+    /// members gives to us. Waits (retried on `PeerSynced` and timeouts) until we hold
+    /// what the live members hold, so the leases we fence against are the latest.
+    pub(super) fn take_over_orphans(&mut self, now: Instant) {
+        if !self.log.is_synced_with_live() {
+            self.takeover_pending = true;
+            return;
+        }
+        // Fencing: our knowledge (us + synced live members) must intersect every
+        // quorum that can have granted a lease renewal, so we know the latest lease end.
+        let n = self.cfg.nodes.len();
+        if self.membership.live.len() + self.quorum() < n + 1 {
+            return;
+        }
+        self.takeover_pending = false;
+        let me = self.cfg.node.clone();
+        let mine: Vec<u64> = self
+            .index
+            .iter()
+            .filter(|(spi, o)| {
+                !self.owned.contains(spi)
+                    && !self.membership.live.contains(&o.node)
+                    && self.effective_owner(**spi, o) == me
+            })
+            .map(|(spi, _)| *spi)
+            .collect();
+        for spi in mine {
+            self.take_over(now, spi);
+        }
+    }
+
+    /// Imports the SA's record and makes it live here: leases and replay windows on its
+    /// Child SAs, installs (which swap block policies for IPsec ones), ownership record,
+    /// and, after a failover, an RFC 6311 sync (eager at the configured rate, or lazy).
+    pub(super) fn take_over(&mut self, now: Instant, spi: u64) {
+        let key = record::ike_key(spi);
+        let Some(rec) = self.log.get(&key).and_then(SaRecord::decode) else {
+            return;
+        };
+        let Ok(sa) = ike::export::read_sa(&rec.ike, now) else {
+            return;
+        };
+        let transfer = rec.owner == self.cfg.node;
+        let n = u64::try_from(self.cfg.nodes.len().max(1)).unwrap_or(1);
+        let k = self
+            .cfg
+            .nodes
+            .iter()
+            .position(|x| *x == self.cfg.node)
+            .and_then(|p| u64::try_from(p).ok())
+            .unwrap_or(0);
+        let chunk = self.cfg.lease_chunk.max(1);
+        let mut jumps = Vec::new();
+        for c in &sa.children {
+            let cr = self
+                .log
+                .get(&record::child_key(c.spi_in))
+                .and_then(ChildRecord::decode)
+                .unwrap_or_default();
+            let max_seq = if c.suite.esn {
+                u64::MAX
+            } else {
+                u64::from(u32::MAX)
+            };
+            let exact = rec.exact.iter().find(|e| e.spi_in == c.spi_in);
+            let ov = if let Some(e) = exact.filter(|_| transfer) {
+                // Transfer: the source stopped at `oseq` and handed us the rest of its
+                // lease; its window is exact, nothing to skip.
+                let start = e.oseq.saturating_add(1);
+                InstallOverride {
+                    inbound: ReplayState {
+                        oseq: 0,
+                        seq: e.seq,
+                        bitmap: e.bitmap.clone(),
+                    },
+                    lease_start: start,
+                    lease_end: e
+                        .lease_end
+                        .max(start.saturating_add(chunk - 1))
+                        .min(max_seq),
+                    oseq: e.oseq,
+                }
+            } else {
+                // Failover fencing: start above every lease end we know of (the
+                // implicit first lease of any Child SA is [1, chunk]), in this node's
+                // slot of the next round, so concurrent takers never overlap.
+                let l_max = cr
+                    .lease_end
+                    .max(chunk)
+                    .max(self.lease_seen.get(&c.spi_out).copied().unwrap_or(0));
+                let round = n.saturating_mul(chunk);
+                let r = l_max / round + 1;
+                let start = r
+                    .saturating_mul(round)
+                    .saturating_add(k.saturating_mul(chunk))
+                    .saturating_add(1);
+                let end = start.saturating_add(chunk - 1).min(max_seq);
+                if start.saturating_sub(cr.oseq) > REKEY_JUMP || end <= start {
+                    jumps.push(c.spi_in);
+                }
+                // Inbound (§5.2): with replay counter sync the peer skips
+                // `replay_delta`; the window starts past it, so packets the dead node
+                // accepted after its last checkpoint cannot be replayed to us.
+                let mut inbound = cr.inbound_state();
+                if sa.replay_sync && sa.mid_sync {
+                    inbound.seq = inbound.seq.saturating_add(self.cfg.replay_delta);
+                    inbound.bitmap.clear();
+                }
+                InstallOverride {
+                    inbound,
+                    lease_start: start,
+                    lease_end: end,
+                    oseq: cr.oseq,
+                }
+            };
+            self.overrides.insert(c.spi_in, ov);
+        }
+        let Ok(id) = self.endpoint.import(now, &rec.ike) else {
+            return;
+        };
+        let from = rec.owner.clone();
+        self.owned.insert(spi);
+        self.endpoint.reinstall_children(id);
+        if transfer {
+            self.counters.transfers_in += 1;
+            self.effects
+                .push_back(ClusterEffect::Event(ClusterEvent::TransferredIn { id }));
+        } else {
+            self.counters.takeovers += 1;
+            self.effects
+                .push_back(ClusterEffect::Event(ClusterEvent::TookOver { id, from }));
+            if sa.mid_sync {
+                // §7: at most one sync per SA per failover event.
+                if self.sync_due.insert(spi) && self.cfg.sync_rate.is_some() {
+                    self.sync_queue.push_back(spi);
+                    if self.sync_next.is_none() {
+                        self.sync_next = Some(now);
+                    }
+                }
+            }
+            if !jumps.is_empty() {
+                self.rekey_after_sync.insert(spi, jumps);
+                if !sa.mid_sync {
+                    self.rekey_after_jump(now, spi);
+                }
+            }
+        }
+        // Publishes the record with us as owner (and the new leases, via the installs).
+        self.pump(now, false);
+    }
+
+    /// RFC 6311 §5.1: M1 = replicated next sender Message ID (or above the last sync
+    /// attempt) + the peer's window + margin; P1 = the replicated next expected request.
+    /// The attempt is replicated and acked before the request leaves (§5.1 SHOULD).
+    pub(super) fn start_sync(&mut self, now: Instant, spi: u64) {
+        if !self.sync_due.remove(&spi) {
+            return;
+        }
+        let id = IkeSaId(spi);
+        let Some(sa) = self.endpoint.ike_sa(id) else {
+            return;
+        };
+        let m = &sa.msgids;
+        let mut base = m.our_next_request;
+        if let Some(p) = &m.sync_pending {
+            base = base.max(p.m1.saturating_add(1));
+        }
+        let m1 = base
+            .saturating_add(m.peer_window.max(1))
+            .saturating_add(self.cfg.mid_margin);
+        let p1 = m.peer_next_request;
+        let esn = sa.children.iter().any(|c| c.suite.esn);
+        let replay = sa.replay_sync.then_some((self.cfg.replay_delta, esn));
+        if self.endpoint.start_message_id_sync(now, id, m1, p1, replay) {
+            self.counters.syncs_started += 1;
+            self.effects
+                .push_back(ClusterEffect::Event(ClusterEvent::SyncStarted {
+                    id,
+                    m1,
+                    p1,
+                }));
+            self.pump(now, true);
+        }
+    }
+
+    /// Eager syncs at the configured rate.
+    pub(super) fn run_sync_queue(&mut self, now: Instant) {
+        let Some(mut t) = self.sync_next else {
+            return;
+        };
+        let interval = self.sync_interval();
+        // No bursts after idle: at most 100 ms worth of syncs at once.
+        let floor = now.checked_sub(Duration::from_millis(100)).unwrap_or(now);
+        t = t.max(floor);
+        while t <= now {
+            let Some(spi) = self.sync_queue.pop_front() else {
+                break;
+            };
+            if !self.sync_due.contains(&spi) {
+                continue;
+            }
+            self.start_sync(now, spi);
+            t += interval;
+        }
+        self.sync_next = (!self.sync_queue.is_empty()).then_some(t);
+    }
+
+    /// §5.2: after a large jump, rekey the Child SAs (new SPIs, new keys, counters from 1).
+    pub(super) fn rekey_after_jump(&mut self, now: Instant, spi: u64) {
+        let Some(list) = self.rekey_after_sync.remove(&spi) else {
+            return;
+        };
+        for spi_in in list {
+            if self.endpoint.create_child(now, IkeSaId(spi), Some(spi_in)) {
+                self.counters.jump_rekeys += 1;
+            }
+        }
+    }
+
+    /// Another node's newer record owns an SA we hold (a partition healed and its write
+    /// won): remove ours without touching the wire, block its policies.
+    pub(super) fn lose_ownership(&mut self, now: Instant, spi: u64, to: NodeId) {
+        let id = IkeSaId(spi);
+        if let Some(sa) = self.endpoint.ike_sa(id).cloned() {
+            for c in &sa.children {
+                self.effects
+                    .push_back(ClusterEffect::BlockPolicies(Box::new(BlockPolicies {
+                        ike_sa: id,
+                        reqid: c.reqid,
+                        mode: c.mode,
+                        local_addr: sa.local_addr.ip(),
+                        remote_addr: sa.remote_addr.ip(),
+                        local_ts: c.local_ts.clone(),
+                        remote_ts: c.remote_ts.clone(),
+                    })));
+                self.effects
+                    .push_back(ClusterEffect::Ike(Effect::DeleteChild(Box::new(
+                        ChildDelete {
+                            ike_sa: id,
+                            reqid: c.reqid,
+                            spi_in: c.spi_in,
+                            spi_out: c.spi_out,
+                            local_addr: sa.local_addr.ip(),
+                            remote_addr: sa.remote_addr.ip(),
+                            keep_policies: true,
+                            local_ts: c.local_ts.clone(),
+                            remote_ts: c.remote_ts.clone(),
+                        },
+                    ))));
+                if let Some(ch) = self.children.remove(&c.spi_in) {
+                    self.by_spi_out.remove(&ch.rec.spi_out);
+                }
+            }
+        }
+        let _ = self.endpoint.release(id, now);
+        self.owned.remove(&spi);
+        self.sync_due.remove(&spi);
+        self.held.retain(|_| true);
+        self.effects
+            .push_back(ClusterEffect::Event(ClusterEvent::LostOwnership { id, to }));
+    }
+}

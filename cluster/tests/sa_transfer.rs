@@ -1,0 +1,128 @@
+//! Transfer with exact counters, drain, and fair share for a joining node.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod sa_common;
+
+use std::time::Duration;
+
+use cluster::sa::ClusterEvent;
+use sa_common::Cluster;
+use xfrm::{Dataplane, SaId, Spi};
+
+/// Highest outbound sequence number sent and packets sent on the SAs toward `ip`.
+fn outbound(c: &mut Cluster, ip: std::net::IpAddr) -> Vec<(SaId, u64)> {
+    let mut v = Vec::new();
+    for m in c.members.iter_mut() {
+        for s in m.dp.list_sas().unwrap_or_default() {
+            if s.spec.id.dst == ip {
+                v.push((s.spec.id, c.wire.sent_count(&s.spec.id)));
+            }
+        }
+    }
+    v
+}
+
+#[test]
+fn transfer_moves_a_live_sa_with_exact_counters() {
+    let mut c = Cluster::new(2, |_| {});
+    let p = c.add_peer();
+    c.traffic(777);
+    let src = c.owners_of_peer(p)[0];
+    let dst = 1 - src;
+    let gw = c.gw_id(p);
+    let to = c.members[dst].name.clone();
+    let now = c.now;
+    c.members[src].node.transfer(now, gw, &to).unwrap();
+    c.run();
+    c.check();
+    assert_eq!(c.owners_of_peer(p), vec![dst]);
+    assert!(
+        c.members[src]
+            .events
+            .iter()
+            .any(|e| matches!(e, ClusterEvent::TransferredOut { .. }))
+    );
+    // The source removed its SAs; the target continues exactly where it stopped.
+    let peer_ip = c.peers[p].addr.ip();
+    assert!(
+        c.members[src]
+            .dp
+            .list_sas()
+            .unwrap()
+            .iter()
+            .all(|s| s.spec.id.dst != peer_ip)
+    );
+    c.traffic(223);
+    let out = outbound(&mut c, peer_ip);
+    assert_eq!(out.len(), 1);
+    let (id, sent) = out[0];
+    let st = c.members[dst].dp.get_replay_state(&id).unwrap();
+    assert_eq!(sent, 1_000, "no gap, no reuse: 1..=1000 sent exactly once");
+    assert_eq!(st.oseq, 1_000);
+    // Inbound: the target's window continues at the peer's counter (nothing lost).
+    let spi_in = *c.peers[p].esp_out.keys().next().unwrap();
+    let vip = sa_common::VIP.parse::<std::net::SocketAddr>().unwrap().ip();
+    let inb = c.members[dst]
+        .dp
+        .get_replay_state(&SaId::esp(vip, Spi(spi_in)))
+        .unwrap();
+    assert_eq!(inb.seq, 1_000);
+    // No RFC 6311 sync was needed; IKE continues.
+    assert_eq!(c.members[dst].node.counters().syncs_started, 0);
+    assert!(c.liveness_ok(p));
+    assert!(c.child_rekey_ok(p));
+    c.check();
+}
+
+#[test]
+fn drain_empties_a_node() {
+    let mut c = Cluster::new(3, |_| {});
+    for _ in 0..12 {
+        c.add_peer();
+    }
+    c.traffic(100);
+    let name = c.members[0].name.clone();
+    let now = c.now;
+    c.members[0].node.drain(now, &name);
+    c.run();
+    c.advance(Duration::from_millis(500));
+    c.check();
+    let st = c.members[0].node.status();
+    assert_eq!(st.members[0].sas_owned, 0, "{st:?}");
+    assert!(st.members[0].draining);
+    for p in 0..12 {
+        assert_ne!(c.owners_of_peer(p), vec![0]);
+        assert!(c.liveness_ok(p), "peer {p}");
+    }
+    // New SAs avoid the draining node.
+    for _ in 0..6 {
+        let p = c.add_peer();
+        assert_ne!(c.owners_of_peer(p), vec![0]);
+    }
+    c.traffic(100);
+    c.check();
+}
+
+#[test]
+fn joining_node_gets_a_fair_share() {
+    let mut c = Cluster::new(3, |_| {});
+    c.kill(2);
+    for _ in 0..30 {
+        c.add_peer();
+    }
+    c.traffic(100);
+    assert!((0..30).all(|p| c.owners_of_peer(p) != vec![2]));
+    // Node 3 comes back (a new incarnation) and gets about a third.
+    c.revive(2);
+    c.advance(Duration::from_millis(500));
+    c.check();
+    let got = (0..30).filter(|p| c.owners_of_peer(*p) == vec![2]).count();
+    assert!((5..=15).contains(&got), "joiner owns {got} of 30");
+    for p in 0..30 {
+        assert!(c.liveness_ok(p), "peer {p}");
+    }
+    c.traffic(100);
+    c.check();
+    let st = c.members[0].node.status();
+    assert_eq!(st.members.iter().map(|m| m.sas_owned).sum::<usize>(), 30);
+}
