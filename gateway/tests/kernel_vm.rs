@@ -128,7 +128,6 @@ async fn in_vm() {
     assert_eq!(st["dataplane_sas"].as_u64(), Some(2), "{st}");
 
     let states = ip_xfrm("state");
-    println!("{states}");
     for spi in [&child.spi_in, &child.spi_out] {
         assert!(
             states.contains(&format!("spi 0x{spi}")),
@@ -137,7 +136,6 @@ async fn in_vm() {
     }
     assert!(states.contains("rfc4106(gcm(aes))"), "{states}");
     let policies = ip_xfrm("policy");
-    println!("{policies}");
     for (sel, dir) in [
         ("src 10.1.0.0/24 dst 10.8.0.1/32", "dir out"),
         ("src 10.8.0.1/32 dst 10.1.0.0/24", "dir in"),
