@@ -126,8 +126,10 @@ fn second_failover_during_sync_uses_a_higher_m1() {
     // Five nodes: after two deaths three remain, enough to fence (a lease quorum).
     let mut c = cluster(5, 3);
     let p = 0;
-    // First failover: the sync goes out but its response is lost; the new owner dies.
-    drop_responses_to(&mut c, p);
+    // First failover: the sync reaches the peer but its response is lost; the new
+    // owner dies.
+    let addr = c.peers[p].addr;
+    c.filter = Box::new(move |f| f.from != addr);
     let first = fail_owner_of(&mut c, p);
     let m1_first = c
         .members

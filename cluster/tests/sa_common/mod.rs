@@ -710,7 +710,7 @@ fn spec(ci: &ChildInstall, inbound: bool) -> SaSpec {
         SaId::esp(half.dst, Spi(half.spi)),
         half.src,
         Mode::Tunnel,
-        ci.reqid,
+        OwnedRange::default().min + ci.reqid,
         Crypto::Aead {
             alg: AeadAlgorithm::AesGcm,
             key: Key::from_slice(half.keys.encr.expose()),
