@@ -435,3 +435,40 @@ fn bad_inner_chain_after_reassembly_is_an_integrity_verified_syntax_error() {
         ResponderAction::Notify(NotifyType::INVALID_SYNTAX, vec![])
     );
 }
+
+#[test]
+fn a_request_and_a_response_with_the_same_message_id_do_not_mix() {
+    let c = gcm();
+    let req = encrypt_fragments(
+        &header(ExchangeType::INFORMATIONAL, Flags::INITIATOR, 7),
+        &big_inner(),
+        c.as_ref(),
+        700,
+    )
+    .unwrap();
+    let resp = encrypt_fragments(
+        &header(
+            ExchangeType::INFORMATIONAL,
+            Flags::INITIATOR | Flags::RESPONSE,
+            7,
+        ),
+        &ike_auth_inner(),
+        c.as_ref(),
+        300,
+    )
+    .unwrap();
+    assert!(req.len() > 1 && resp.len() > 1);
+    let mut r = Reassembler::new();
+    let mut done = Vec::new();
+    for i in 0..req.len().max(resp.len()) {
+        for f in [req.get(i), resp.get(i)].into_iter().flatten() {
+            if let FragmentOutcome::Complete { header, payloads } =
+                r.handle_fragment(f, c.as_ref()).unwrap()
+            {
+                done.push((header.flags.response(), payloads));
+            }
+        }
+    }
+    done.sort_by_key(|d| d.0);
+    assert_eq!(done, vec![(false, big_inner()), (true, ike_auth_inner())]);
+}

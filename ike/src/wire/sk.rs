@@ -288,13 +288,14 @@ impl Partial {
     }
 }
 
-/// Reassembles SKF fragments of one IKE SA and direction (RFC 7383 §2.6), keyed by
-/// Message ID. Every fragment is verified and decrypted as it arrives, so forged
+/// Reassembles the SKF fragments one IKE SA receives (RFC 7383 §2.6), keyed by Message
+/// ID and Response flag (the peer's requests and its responses to ours have separate
+/// Message ID spaces). Every fragment is verified and decrypted as it arrives, so forged
 /// fragments are never stored; memory is bounded by [`ReassemblyLimits`].
 #[derive(Debug, Default)]
 pub struct Reassembler {
     limits: ReassemblyLimits,
-    pending: BTreeMap<u32, Partial>,
+    pending: BTreeMap<(u32, bool), Partial>,
 }
 
 impl Reassembler {
@@ -319,7 +320,8 @@ impl Reassembler {
     /// Forgets the fragments of `message_id` (e.g. once the exchange is answered or
     /// timed out).
     pub fn forget(&mut self, message_id: u32) {
-        self.pending.remove(&message_id);
+        self.pending.remove(&(message_id, false));
+        self.pending.remove(&(message_id, true));
     }
 
     /// Handles one datagram whose only payload is SKF.
@@ -346,7 +348,7 @@ impl Reassembler {
                 reason: "too many fragments",
             });
         }
-        let message_id = p.header.message_id;
+        let message_id = (p.header.message_id, p.header.flags.response());
         if let Some(partial) = self.pending.get(&message_id) {
             // RFC 7383 §2.6: fragments announcing fewer fragments than those held are
             // discarded; more fragments restart reassembly (below, once verified).
