@@ -365,6 +365,21 @@ impl ClusterNode {
         self.check_progress(now);
     }
 
+    /// Takes an exported IKE SA record (`ike::export`) as owned by this node: imports
+    /// it, installs its Child SAs (fresh leases) and replicates it. For migrating SAs from
+    /// a standalone gateway, and for benchmarks.
+    pub fn adopt(
+        &mut self,
+        now: Instant,
+        record: &[u8],
+    ) -> Result<IkeSaId, ike::export::ImportError> {
+        let id = self.endpoint.import(now, record)?;
+        self.owned.insert(id.0);
+        self.endpoint.reinstall_children(id);
+        self.pump(now, false);
+        Ok(id)
+    }
+
     /// Queues every pending effect of the endpoint after an operator action on it
     /// (see [`ClusterNode::endpoint_mut`]).
     pub fn flush(&mut self, now: Instant) {
