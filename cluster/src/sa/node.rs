@@ -708,9 +708,14 @@ impl ClusterNode {
                 spi_i,
             },
         );
+        let dead_owner = !self.membership.live.contains(&owner);
         if owner == self.cfg.node && !self.owned.contains(&spi) {
             // Handed to us (transfer or rebalancing).
             self.take_over(now, spi);
+        } else if dead_owner && !self.owned.contains(&spi) {
+            // Written for (or by) a node that is gone, e.g. a transfer to a node that died
+            // meanwhile: HRW over the live members decides, as after any death.
+            self.take_over_orphans(now);
         } else if owner != self.cfg.node && self.owned.contains(&spi) {
             // Another node's newer write owns it (a partition healed): step back.
             self.lose_ownership(now, spi, owner);

@@ -133,6 +133,8 @@ impl ClusterNode {
             };
             self.overrides.insert(c.spi_in, ov);
         }
+        // A transfer of ours to a node that died: our old kernel SAs go first.
+        self.abort_transfer(spi);
         let Ok(id) = self.endpoint.import(now, &rec.ike) else {
             return;
         };

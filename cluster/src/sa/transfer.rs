@@ -191,6 +191,17 @@ impl ClusterNode {
         }
     }
 
+    /// Drops a transfer out of `spi` (its target died); removes the Child SAs it left
+    /// in our data plane.
+    pub(super) fn abort_transfer(&mut self, spi: u64) {
+        if let Some(t) = self.transfers.remove(&spi) {
+            for d in t.deletes {
+                self.effects
+                    .push_back(ClusterEffect::Ike(Effect::DeleteChild(Box::new(d))));
+            }
+        }
+    }
+
     /// Announces that `node` is draining: it takes no new SAs, and (on that node) every
     /// SA it owns is transferred to HRW over the other live members at the transfer rate.
     pub fn drain(&mut self, now: Instant, node: &NodeId) {
