@@ -198,3 +198,32 @@ fn node_death_after_ike_auth_request_survivor_answers_the_retransmission() {
     assert!(c.child_rekey_ok(p));
     c.check();
 }
+
+#[test]
+fn lazy_sync_runs_on_the_first_datagram_only() {
+    let mut c = Cluster::new(2, |cfg| cfg.sync_rate = None);
+    for _ in 0..4 {
+        c.add_peer();
+    }
+    let dead = c.owners_of_peer(0)[0];
+    let survivor = 1 - dead;
+    let moved: Vec<usize> = (0..4)
+        .filter(|p| c.owners_of_peer(*p) == vec![dead])
+        .collect();
+    c.kill(dead);
+    c.advance(Duration::from_secs(1));
+    c.check();
+    // No sync before the peer speaks (RFC 6311 §7 lazy mode).
+    assert_eq!(c.members[survivor].node.counters().syncs_started, 0);
+    for (k, p) in moved.iter().enumerate() {
+        assert!(c.liveness_ok(*p));
+        assert!(c.liveness_ok(*p));
+        // One sync per SA per failover, however many datagrams follow.
+        assert_eq!(
+            c.members[survivor].node.counters().syncs_started,
+            k as u64 + 1
+        );
+        assert_eq!(synced_on_peer(&c, *p), 1);
+    }
+    c.check();
+}
