@@ -130,13 +130,14 @@ fn second_failover_during_sync_uses_a_higher_m1() {
     // owner dies.
     let addr = c.peers[p].addr;
     c.filter = Box::new(move |f| f.from != addr);
+    let gw = c.gw_id(p);
     let first = fail_owner_of(&mut c, p);
     let m1_first = c
         .members
         .iter()
         .flat_map(|m| m.events.iter())
         .find_map(|e| match e {
-            cluster::sa::ClusterEvent::SyncStarted { m1, .. } => Some(*m1),
+            cluster::sa::ClusterEvent::SyncStarted { m1, id, .. } if *id == gw => Some(*m1),
             _ => None,
         })
         .expect("first sync sent");
@@ -148,7 +149,7 @@ fn second_failover_during_sync_uses_a_higher_m1() {
         .events
         .iter()
         .filter_map(|e| match e {
-            cluster::sa::ClusterEvent::SyncStarted { m1, .. } => Some(*m1),
+            cluster::sa::ClusterEvent::SyncStarted { m1, id, .. } if *id == gw => Some(*m1),
             _ => None,
         })
         .next_back()

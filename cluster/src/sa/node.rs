@@ -68,6 +68,10 @@ pub struct ClusterNode {
     pub(super) by_spi_out: HashMap<u32, u32>,
     /// Highest lease end ever seen per outbound SPI (never decreases).
     pub(super) lease_seen: HashMap<u32, u64>,
+    /// Inbound SPIs of Child SAs with a lease renewal waiting for its quorum.
+    pub(super) renewing: HashSet<u32>,
+    /// An SA whose record was just published by a takeover (skip it in the next pump).
+    pub(super) skip_publish: Option<u64>,
     pub(super) overrides: HashMap<u32, InstallOverride>,
     pub(super) effects: VecDeque<ClusterEffect>,
     pub(super) held: VecDeque<Held>,
@@ -118,6 +122,8 @@ impl ClusterNode {
             children: HashMap::new(),
             by_spi_out: HashMap::new(),
             lease_seen: HashMap::new(),
+            renewing: HashSet::new(),
+            skip_publish: None,
             overrides: HashMap::new(),
             effects: VecDeque::new(),
             held: VecDeque::new(),
@@ -357,6 +363,7 @@ impl ClusterNode {
                 && let Some(c) = self.children.get_mut(&spi_in)
             {
                 c.renewing = Some((t, new_end));
+                self.renewing.insert(spi_in);
             }
             self.note_lease(spi_in);
         } else {
@@ -503,7 +510,7 @@ impl ClusterNode {
     /// Publishes the record of an SA we own, or its tombstone if it is gone from our
     /// endpoint. Returns the write's token.
     pub(super) fn publish_sa(&mut self, now: Instant, spi: u64) -> Option<Token> {
-        if !self.owned.contains(&spi) {
+        if !self.owned.contains(&spi) || self.skip_publish == Some(spi) {
             return None;
         }
         let Some(ike) = self.endpoint.export(IkeSaId(spi), now) else {
@@ -629,6 +636,9 @@ impl ClusterNode {
     }
 
     fn grant_renewals(&mut self) {
+        if self.renewing.is_empty() {
+            return;
+        }
         let quorum = self.quorum();
         let peers: Vec<NodeId> = self
             .cfg
@@ -638,7 +648,11 @@ impl ClusterNode {
             .cloned()
             .collect();
         let mut granted = Vec::new();
-        for (spi_in, c) in &self.children {
+        self.renewing.retain(|s| self.children.contains_key(s));
+        for spi_in in &self.renewing {
+            let Some(c) = self.children.get(spi_in) else {
+                continue;
+            };
             if let Some((t, end)) = &c.renewing {
                 let acks = 1 + peers.iter().filter(|p| self.log.is_acked_by(p, t)).count();
                 if acks >= quorum {
@@ -647,6 +661,7 @@ impl ClusterNode {
             }
         }
         for (spi_in, end) in granted {
+            self.renewing.remove(&spi_in);
             if let Some(c) = self.children.get_mut(&spi_in) {
                 c.renewing = None;
                 c.granted_end = end;

@@ -55,9 +55,20 @@ impl ClusterNode {
         let Some(rec) = self.log.get(&key).and_then(SaRecord::decode) else {
             return;
         };
-        let Ok(sa) = ike::export::read_sa(&rec.ike, now) else {
+        // A transfer of ours to a node that died: our old kernel SAs go first.
+        self.abort_transfer(spi);
+        let Ok(id) = self.endpoint.import(now, &rec.ike) else {
             return;
         };
+        let Some(sa) = self.endpoint.ike_sa(id) else {
+            return;
+        };
+        let (mid_sync, replay_sync, spi_i) = (sa.mid_sync, sa.replay_sync, sa.spis.spi_i.0);
+        let kids: Vec<(u32, u32, bool)> = sa
+            .children
+            .iter()
+            .map(|c| (c.spi_in, c.spi_out, c.suite.esn))
+            .collect();
         let transfer = rec.owner == self.cfg.node;
         let n = u64::try_from(self.cfg.nodes.len().max(1)).unwrap_or(1);
         let k = self
@@ -69,18 +80,14 @@ impl ClusterNode {
             .unwrap_or(0);
         let chunk = self.cfg.lease_chunk.max(1);
         let mut jumps = Vec::new();
-        for c in &sa.children {
+        for (spi_in, spi_out, esn) in kids {
             let cr = self
                 .log
-                .get(&record::child_key(c.spi_in))
+                .get(&record::child_key(spi_in))
                 .and_then(ChildRecord::decode)
                 .unwrap_or_default();
-            let max_seq = if c.suite.esn {
-                u64::MAX
-            } else {
-                u64::from(u32::MAX)
-            };
-            let exact = rec.exact.iter().find(|e| e.spi_in == c.spi_in);
+            let max_seq = if esn { u64::MAX } else { u64::from(u32::MAX) };
+            let exact = rec.exact.iter().find(|e| e.spi_in == spi_in);
             let ov = if let Some(e) = exact.filter(|_| transfer) {
                 // Transfer: the source stopped at `oseq` and handed us the rest of its
                 // lease; its window is exact, nothing to skip.
@@ -105,7 +112,7 @@ impl ClusterNode {
                 let l_max = cr
                     .lease_end
                     .max(chunk)
-                    .max(self.lease_seen.get(&c.spi_out).copied().unwrap_or(0));
+                    .max(self.lease_seen.get(&spi_out).copied().unwrap_or(0));
                 let round = n.saturating_mul(chunk);
                 let r = l_max / round + 1;
                 let start = r
@@ -114,13 +121,13 @@ impl ClusterNode {
                     .saturating_add(1);
                 let end = start.saturating_add(chunk - 1).min(max_seq);
                 if start.saturating_sub(cr.oseq) > REKEY_JUMP || end <= start {
-                    jumps.push(c.spi_in);
+                    jumps.push(spi_in);
                 }
                 // Inbound (§5.2): with replay counter sync the peer skips
                 // `replay_delta`; the window starts past it, so packets the dead node
                 // accepted after its last checkpoint cannot be replayed to us.
                 let mut inbound = cr.inbound_state();
-                if sa.replay_sync && sa.mid_sync {
+                if replay_sync && mid_sync {
                     inbound.seq = inbound.seq.saturating_add(self.cfg.replay_delta);
                     inbound.bitmap.clear();
                 }
@@ -131,13 +138,8 @@ impl ClusterNode {
                     oseq: cr.oseq,
                 }
             };
-            self.overrides.insert(c.spi_in, ov);
+            self.overrides.insert(spi_in, ov);
         }
-        // A transfer of ours to a node that died: our old kernel SAs go first.
-        self.abort_transfer(spi);
-        let Ok(id) = self.endpoint.import(now, &rec.ike) else {
-            return;
-        };
         let from = rec.owner.clone();
         self.owned.insert(spi);
         self.endpoint.reinstall_children(id);
@@ -149,7 +151,7 @@ impl ClusterNode {
             self.counters.takeovers += 1;
             self.effects
                 .push_back(ClusterEffect::Event(ClusterEvent::TookOver { id, from }));
-            if sa.mid_sync {
+            if mid_sync {
                 // §7: at most one sync per SA per failover event.
                 if self.sync_due.insert(spi) && self.cfg.sync_rate.is_some() {
                     self.sync_queue.push_back(spi);
@@ -160,13 +162,31 @@ impl ClusterNode {
             }
             if !jumps.is_empty() {
                 self.rekey_after_sync.insert(spi, jumps);
-                if !sa.mid_sync {
+                if !mid_sync {
                     self.rekey_after_jump(now, spi);
                 }
             }
         }
-        // Publishes the record with us as owner (and the new leases, via the installs).
+        // The record with us as owner: the imported context is what the endpoint holds
+        // now, so it is republished as is (no export of each of 100,000 SAs).
+        self.index.insert(
+            spi,
+            super::node::Owner {
+                node: self.cfg.node.clone(),
+                spi_i,
+            },
+        );
+        let out = SaRecord {
+            owner: self.cfg.node.clone(),
+            epoch: self.membership.epoch,
+            exact: Vec::new(),
+            ike: rec.ike,
+        };
+        let _ = self.log.publish(key, out.encode());
+        self.skip_publish = Some(spi);
+        // Child SA installs (with the leases and windows above) and their records.
         self.pump(now, false);
+        self.skip_publish = None;
     }
 
     /// RFC 6311 §5.1: M1 = replicated next sender Message ID (or above the last sync

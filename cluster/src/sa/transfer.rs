@@ -147,6 +147,7 @@ impl ClusterNode {
             return;
         };
         let to = t.to.clone();
+        let to_live = to.clone();
         let mut exact = Vec::new();
         let spi_i = self.endpoint.ike_sa(id).map_or(0, |sa| sa.spis.spi_i.0);
         if let Some(sa) = self.endpoint.ike_sa(id) {
@@ -188,6 +189,11 @@ impl ClusterNode {
         let tok = self.log.publish(record::ike_key(spi), rec.encode()).ok();
         if let Some(t) = self.transfers.get_mut(&spi) {
             t.token = tok;
+        }
+        if !self.membership.live.contains(&to_live) {
+            // The target died meanwhile: the record names a dead node, so HRW over the
+            // live members takes the SA, as after any death (maybe this node).
+            self.take_over_orphans(now);
         }
     }
 
