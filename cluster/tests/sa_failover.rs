@@ -34,9 +34,10 @@ fn cluster_with_peers(nodes: usize, n: usize, sync: SyncMode) -> Cluster {
 
 #[test]
 fn new_sas_are_claimed_by_exactly_one_node_and_replicated() {
-    let c = cluster_with_peers(2, 8, SyncMode::Ack);
+    // 20 peers: the chance that HRW puts all on one node is 2^-19.
+    let c = cluster_with_peers(2, 20, SyncMode::Ack);
     let mut per_node = [0usize; 2];
-    for p in 0..8 {
+    for p in 0..20 {
         let o = c.owners_of_peer(p);
         per_node[o[0]] += 1;
         // The record is on the other node too, naming the owner.

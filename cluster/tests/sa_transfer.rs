@@ -107,22 +107,23 @@ fn drain_empties_a_node() {
 fn joining_node_gets_a_fair_share() {
     let mut c = Cluster::new(3, |_| {});
     c.kill(2);
-    for _ in 0..30 {
+    for _ in 0..60 {
         c.add_peer();
     }
     c.traffic(100);
-    assert!((0..30).all(|p| c.owners_of_peer(p) != vec![2]));
+    assert!((0..60).all(|p| c.owners_of_peer(p) != vec![2]));
     // Node 3 comes back (a new incarnation) and gets about a third.
     c.revive(2);
     c.advance(Duration::from_millis(500));
     c.check();
-    let got = (0..30).filter(|p| c.owners_of_peer(*p) == vec![2]).count();
-    assert!((5..=15).contains(&got), "joiner owns {got} of 30");
-    for p in 0..30 {
+    // About a third (binomial: mean 20, sd 3.7; this range fails once in ~1,000 runs).
+    let got = (0..60).filter(|p| c.owners_of_peer(*p) == vec![2]).count();
+    assert!((8..=32).contains(&got), "joiner owns {got} of 60");
+    for p in 0..60 {
         assert!(c.liveness_ok(p), "peer {p}");
     }
     c.traffic(100);
     c.check();
     let st = c.members[0].node.status();
-    assert_eq!(st.members.iter().map(|m| m.sas_owned).sum::<usize>(), 30);
+    assert_eq!(st.members.iter().map(|m| m.sas_owned).sum::<usize>(), 60);
 }

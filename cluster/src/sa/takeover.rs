@@ -42,6 +42,13 @@ impl ClusterNode {
             })
             .map(|(spi, _)| *spi)
             .collect();
+        // Room for all of them first: no rehashing of large tables mid-takeover.
+        let n = mine.len();
+        self.endpoint.reserve(n);
+        self.owned.reserve(n);
+        self.children.reserve(n);
+        self.by_spi_out.reserve(n);
+        self.overrides.reserve(n);
         for spi in mine {
             self.take_over(now, spi);
         }

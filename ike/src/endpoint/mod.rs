@@ -193,6 +193,13 @@ impl Endpoint {
         self.effects.pop_front()
     }
 
+    /// Makes room for `additional` more IKE SAs (e.g. before a cluster takeover of many
+    /// SAs at once, so the table is not rehashed while they arrive).
+    pub fn reserve(&mut self, additional: usize) {
+        self.sas.reserve(additional);
+        self.child_spis.reserve(additional);
+    }
+
     /// Number of established IKE SAs.
     pub fn ike_sa_count(&self) -> usize {
         self.sas.len()
