@@ -108,6 +108,10 @@ pub struct ClusterInstall {
     /// XFRM hard packet lifetime of the outbound SA: the kernel refuses to send past
     /// the lease end (`oseq + hard_packets`).
     pub outbound_hard_packets: u64,
+    /// XFRM soft packet lifetime of the outbound SA (three quarters of the lease): if
+    /// the lease cannot be renewed (no quorum), the soft expiry makes the IKE core
+    /// rekey the Child SA, whose new SAs start with a fresh lease.
+    pub outbound_soft_packets: u64,
 }
 
 /// Policies of one Child SA, to be switched to block (a non-owner never forwards a
@@ -158,6 +162,8 @@ pub enum ClusterEffect {
         dst: IpAddr,
         /// New hard packet limit.
         hard_packets: u64,
+        /// New soft packet limit (three quarters of the lease).
+        soft_packets: u64,
     },
     /// Send a replication message to a peer node on the channel.
     Replicate {

@@ -273,8 +273,10 @@ impl ClusterNode {
         self.check_progress(now);
     }
 
-    /// The data plane reports a Child SA's lifetime expired (soft: rekey; hard: gone).
-    pub fn handle_child_expire(&mut self, now: Instant, spi_in: u32, hard: bool) {
+    /// The data plane reports that an SA of a Child SA (inbound or outbound SPI) reached
+    /// its soft lifetime (rekey) or hard lifetime (gone).
+    pub fn handle_child_expire(&mut self, now: Instant, spi: u32, hard: bool) {
+        let spi_in = self.by_spi_out.get(&spi).copied().unwrap_or(spi);
         self.endpoint.handle_child_expire(now, spi_in, hard);
         self.pump(now, false);
     }
@@ -579,6 +581,7 @@ impl ClusterNode {
             }),
             inbound_replay: inbound,
             outbound_hard_packets: end.saturating_sub(start).saturating_add(1),
+            outbound_soft_packets: soft_packets(start, end),
             child,
         }
     }
@@ -670,6 +673,7 @@ impl ClusterNode {
                     spi_out: c.rec.spi_out,
                     dst: c.dst,
                     hard_packets: end.saturating_sub(c.rec.lease_start).saturating_add(1),
+                    soft_packets: soft_packets(c.rec.lease_start, end),
                 });
             }
         }
@@ -746,4 +750,11 @@ impl ClusterNode {
         let rate = self.cfg.sync_rate.unwrap_or(1).max(1);
         Duration::from_nanos(1_000_000_000 / u64::from(rate))
     }
+}
+
+/// Soft packet limit for a lease [start, end]: three quarters of it (renewal starts at
+/// one half, so with a quorum the soft limit is never reached).
+fn soft_packets(start: u64, end: u64) -> u64 {
+    let len = end.saturating_sub(start).saturating_add(1);
+    (len / 4).saturating_mul(3).max(1)
 }

@@ -415,6 +415,7 @@ impl Cluster {
                 let mut sout = spec(&ci.child, false);
                 sout.replay_state = ci.outbound_replay.clone();
                 sout.lifetime.hard_packets = Some(ci.outbound_hard_packets);
+                sout.lifetime.soft_packets = Some(ci.outbound_soft_packets);
                 for s in [sin, sout] {
                     if dp.add_sa(&s).is_err() {
                         let _ = dp.delete_sa(&s.id);
@@ -434,10 +435,12 @@ impl Cluster {
                 spi_out,
                 dst,
                 hard_packets,
+                soft_packets,
             } => {
                 let dp = &mut self.members[i].dp;
                 if let Ok(mut info) = dp.get_sa(&SaId::esp(dst, Spi(spi_out))) {
                     info.spec.lifetime.hard_packets = Some(hard_packets);
+                    info.spec.lifetime.soft_packets = Some(soft_packets);
                     info.spec.replay_state = None;
                     dp.update_sa(&info.spec).unwrap();
                 }
@@ -458,10 +461,23 @@ impl Cluster {
         let evs = self.members[i].dp.poll_events().unwrap();
         let any = !evs.is_empty();
         for ev in evs {
-            if let xfrm::DataplaneEvent::Replay { sa, state, .. } = ev {
-                self.members[i]
-                    .node
-                    .handle_replay_checkpoint(now, sa.spi.0, &state);
+            match ev {
+                xfrm::DataplaneEvent::Replay { sa, state, .. } => {
+                    self.members[i]
+                        .node
+                        .handle_replay_checkpoint(now, sa.spi.0, &state);
+                }
+                xfrm::DataplaneEvent::SoftExpire { sa, .. } => {
+                    self.members[i]
+                        .node
+                        .handle_child_expire(now, sa.spi.0, false);
+                }
+                xfrm::DataplaneEvent::HardExpire { sa, .. } => {
+                    self.members[i]
+                        .node
+                        .handle_child_expire(now, sa.spi.0, true);
+                }
+                _ => {}
             }
         }
         any
