@@ -67,6 +67,10 @@ EOT
 }
 
 charon_conf() { # $1 = psk|pubkey
+  # BENCH_LOG=1: a charon log (level 1) for debugging; the measured runs have none.
+  local FILELOG=""
+  [ -n "${BENCH_LOG:-}" ] && FILELOG="filelog { f { path = $W/charon.log
+    default = 1 } }"
   mkdir -p $W/swanctl/x509 $W/swanctl/private $W/swanctl/x509ca
   cp $W/gw.pem $W/swanctl/x509/; cp $W/gw.key $W/swanctl/private/; cp $W/ca.pem $W/swanctl/x509ca/
   cat > $W/strongswan.conf <<EOT
@@ -80,8 +84,7 @@ charon {
   syslog { daemon { default = -1 } auth { default = -1 } }
   plugins { vici { socket = unix://$W/charon.vici }
     kernel-libipsec { install_routes = no } }
-  ${BENCH_LOG:+filelog { f { path = $W/charon.log
-    default = 1 } }}
+  $FILELOG
 }
 EOT
   local auth
@@ -115,7 +118,7 @@ secrets { ike-1 { id-1 = gw.example
 EOT
 }
 
-wait_port() { for _ in $(seq 200); do ip netns exec $G ss -Hlun | grep -q '198.51.100.1:500\|\*:500\|0.0.0.0:500' && return 0; sleep 0.05; done; echo "responder did not bind" >&2; return 1; }
+wait_port() { for _ in $(seq 600); do ip netns exec $G ss -Hlun | grep -q '198.51.100.1:500\|\*:500\|0.0.0.0:500' && return 0; sleep 0.05; done; echo "responder did not bind" >&2; return 1; }
 
 run_one() { # $1 = batond|charon  $2 = psk|pubkey  $3 = count
   local pid
@@ -128,7 +131,7 @@ run_one() { # $1 = batond|charon  $2 = psk|pubkey  $3 = count
     charon_conf $2
     ip netns exec $G unshare -m sh -c "mount -t tmpfs run /run && STRONGSWAN_CONF=$W/strongswan.conf exec taskset -c 1 /usr/lib/ipsec/charon" > $W/charon.out 2>&1 &
     pid=$!
-    for _ in $(seq 200); do [ -S $W/charon.vici ] && break; sleep 0.05; done
+    for _ in $(seq 600); do [ -S $W/charon.vici ] && break; sleep 0.05; done
     swanctl --load-all --file $W/swanctl/swanctl.conf --uri unix://$W/charon.vici 2>&1 | grep -i "fail\|error" | grep -v "opening directory" >&2 || true
   fi
   wait_port
