@@ -50,6 +50,10 @@ fn new_sas_are_claimed_by_exactly_one_node_and_replicated() {
         per_node.iter().all(|n| *n > 0),
         "HRW spreads SAs: {per_node:?}"
     );
+    // Each standby asked for block policies for the other node's Child SAs.
+    for (i, m) in c.members.iter().enumerate() {
+        assert_eq!(m.blocks, per_node[1 - i], "node {i}");
+    }
     assert_eq!(c.max_accepting, 1);
 }
 

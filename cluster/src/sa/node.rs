@@ -70,6 +70,8 @@ pub struct ClusterNode {
     pub(super) lease_seen: HashMap<u32, u64>,
     /// Inbound SPIs of Child SAs with a lease renewal waiting for its quorum.
     pub(super) renewing: HashSet<u32>,
+    /// Child SAs (IKE SA, reqid) of other owners whose block policies were requested.
+    pub(super) blocked: HashSet<(u64, u32)>,
     /// An SA whose record was just published by a takeover (skip it in the next pump).
     pub(super) skip_publish: Option<u64>,
     pub(super) overrides: HashMap<u32, InstallOverride>,
@@ -124,6 +126,7 @@ impl ClusterNode {
             lease_seen: HashMap::new(),
             renewing: HashSet::new(),
             skip_publish: None,
+            blocked: HashSet::new(),
             overrides: HashMap::new(),
             effects: VecDeque::new(),
             held: VecDeque::new(),
@@ -715,6 +718,7 @@ impl ClusterNode {
         };
         if deleted {
             self.index.remove(&spi);
+            self.blocked.retain(|(s, _)| *s != spi);
             return;
         }
         let Some((owner, spi_i)) = self.log.get(key).and_then(SaRecord::peek) else {
@@ -727,6 +731,9 @@ impl ClusterNode {
                 spi_i,
             },
         );
+        if owner != self.cfg.node && !self.owned.contains(&spi) {
+            self.block_standby_policies(now, spi);
+        }
         let dead_owner = !self.membership.live.contains(&owner);
         if owner == self.cfg.node && !self.owned.contains(&spi) {
             // Handed to us (transfer or rebalancing).
@@ -757,4 +764,37 @@ impl ClusterNode {
 fn soft_packets(start: u64, end: u64) -> u64 {
     let len = end.saturating_sub(start).saturating_add(1);
     (len / 4).saturating_mul(3).max(1)
+}
+
+impl ClusterNode {
+    /// DESIGN §4: a standby holds a block policy for every replicated Child SA, so it
+    /// never forwards a tunnel's traffic in the clear; asked once per (IKE SA, reqid).
+    fn block_standby_policies(&mut self, now: Instant, spi: u64) {
+        let Some(rec) = self
+            .log
+            .get(&record::ike_key(spi))
+            .and_then(SaRecord::decode)
+        else {
+            return;
+        };
+        let Ok(sa) = ike::export::read_sa(&rec.ike, now) else {
+            return;
+        };
+        for c in &sa.children {
+            if self.blocked.insert((spi, c.reqid)) {
+                self.effects
+                    .push_back(ClusterEffect::BlockPolicies(Box::new(
+                        super::BlockPolicies {
+                            ike_sa: IkeSaId(spi),
+                            reqid: c.reqid,
+                            mode: c.mode,
+                            local_addr: sa.local_addr.ip(),
+                            remote_addr: sa.remote_addr.ip(),
+                            local_ts: c.local_ts.clone(),
+                            remote_ts: c.remote_ts.clone(),
+                        },
+                    )));
+            }
+        }
+    }
 }

@@ -154,6 +154,8 @@ pub struct Member {
     pub incarnation: u64,
     pub events: Vec<ClusterEvent>,
     pub ike_events: Vec<SaEvent>,
+    /// Block-policy requests executed.
+    pub blocks: usize,
     inbox: VecDeque<(usize, Vec<u8>)>,
 }
 
@@ -221,6 +223,7 @@ impl Cluster {
                     incarnation: 1,
                     events: Vec::new(),
                     ike_events: Vec::new(),
+                    blocks: 0,
                     inbox: VecDeque::new(),
                 }
             })
@@ -423,7 +426,7 @@ impl Cluster {
                     }
                 }
             }
-            ClusterEffect::BlockPolicies(_) => {}
+            ClusterEffect::BlockPolicies(_) => self.members[i].blocks += 1,
             ClusterEffect::ReadReplayState { spi, dst } => {
                 let st = self.members[i]
                     .dp
