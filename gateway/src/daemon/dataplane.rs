@@ -13,8 +13,8 @@ use ike::wire::IpTrafficSelector;
 use ike::wire::registry::{EncrId, IntegId};
 use xfrm::{
     AeadAlgorithm, AuthAlgorithm, Crypto, Dataplane, Direction, EncAlgorithm, Key, Lifetime, Mode,
-    OwnedRange, PolicyAction, PolicyId, PolicySpec, Prefix, SaId, SaSpec, Selector, Spi, Template,
-    UdpEncap,
+    OwnedRange, PolicyAction, PolicyId, PolicySpec, Prefix, ReplayEventThresholds, SaId, SaSpec,
+    Selector, Spi, Template, UdpEncap,
 };
 
 /// Priority of our policies (lower is preferred by the kernel); leaves room above and
@@ -87,6 +87,15 @@ fn sa_spec(
         crypto(&ci.suite, half)?,
     );
     spec.esn = ci.suite.esn;
+    // No asynchronous replay events (XFRMA_REPLAY_THRESH = XFRMA_ETIMER_THRESH = 0).
+    // Left unset, the kernel applies net.core.xfrm_aevent_rseqth (default: one
+    // XFRM_MSG_NEWAE per 2 packets per SA), and under traffic that flood keeps the
+    // daemon's event drain busy and starves IKE (tests/esp_vm.rs: a Child SA rekey
+    // under 200 packets/s went unanswered). Nothing consumes replay events yet.
+    spec.replay_events = Some(ReplayEventThresholds {
+        packets: 0,
+        timer_jiffies: 0,
+    });
     spec.replay_window = if inbound { 128 } else { 0 };
     if ci.suite.esn {
         spec.replay_window = spec.replay_window.max(1);
@@ -208,17 +217,24 @@ fn policies(
 
 /// Installs a Child SA: both SAs, then (unless it replaces one whose policies stay) the
 /// policies. On failure nothing of it is left behind.
+///
+/// A Child SA that replaces another (a rekey) gets only its inbound SA here; its
+/// outbound SA follows with [`install_outbound`] once the replaced Child SA is deleted.
+/// The kernel sends on the newest outbound SA of a reqid, and the peer may not have
+/// installed its inbound SA yet when our CREATE_CHILD_SA response leaves (RFC 7296
+/// §2.8: the peer is ready once it deletes the replaced SA). Installing both at once
+/// lost ~140 ms of gateway-to-client packets per rekey (tests/esp_vm.rs).
 pub fn install(dp: &mut dyn Dataplane, owned: OwnedRange, ci: &ChildInstall) -> Result<(), String> {
     let reqid = kernel_reqid(owned, ci.reqid);
     let sa_in = sa_spec(ci, &ci.inbound, true, reqid)?;
-    let sa_out = sa_spec(ci, &ci.outbound, false, reqid)?;
     dp.add_sa(&sa_in).map_err(|e| e.to_string())?;
+    if ci.replaces.is_some() {
+        return Ok(());
+    }
+    let sa_out = sa_spec(ci, &ci.outbound, false, reqid)?;
     if let Err(e) = dp.add_sa(&sa_out) {
         let _ = dp.delete_sa(&sa_in.id);
         return Err(e.to_string());
-    }
-    if ci.replaces.is_some() {
-        return Ok(());
     }
     let sels = selectors(&ci.local_ts, &ci.remote_ts);
     let local = ci.inbound.dst;
@@ -242,6 +258,17 @@ pub fn install(dp: &mut dyn Dataplane, owned: OwnedRange, ci: &ChildInstall) -> 
         }
     }
     Ok(())
+}
+
+/// Installs the outbound SA of a rekeyed Child SA whose inbound SA [`install`] put in.
+pub fn install_outbound(
+    dp: &mut dyn Dataplane,
+    owned: OwnedRange,
+    ci: &ChildInstall,
+) -> Result<(), String> {
+    let reqid = kernel_reqid(owned, ci.reqid);
+    let sa_out = sa_spec(ci, &ci.outbound, false, reqid)?;
+    dp.add_sa(&sa_out).map_err(|e| e.to_string())
 }
 
 /// Removes a Child SA and, unless a newer one keeps them, its policies. Objects already

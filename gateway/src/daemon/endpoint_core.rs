@@ -70,6 +70,9 @@ pub struct EndpointCore {
     out: VecDeque<Output>,
     child_sas: usize,
     next_dataplane_poll: Instant,
+    /// Rekeyed Child SAs whose outbound SA waits for the replaced one's deletion
+    /// (see [`dataplane::install`]), keyed by the replaced inbound SPI.
+    pending_outbound: Vec<(u32, ike::endpoint::ChildInstall)>,
 }
 
 impl std::fmt::Debug for EndpointCore {
@@ -92,6 +95,7 @@ impl EndpointCore {
             out: VecDeque::new(),
             child_sas: 0,
             next_dataplane_poll: now + DATAPLANE_POLL,
+            pending_outbound: Vec::new(),
         }
     }
 
@@ -109,15 +113,45 @@ impl EndpointCore {
                     data,
                 }),
                 Effect::InstallChild(ci) => {
-                    if let Err(message) =
-                        dataplane::install(self.dataplane.as_mut(), self.owned, &ci)
-                    {
-                        self.out.push_back(Output::Event(Event::DataplaneError {
-                            message: format!("install Child SA {:08x}: {message}", ci.inbound.spi),
-                        }));
+                    match dataplane::install(self.dataplane.as_mut(), self.owned, &ci) {
+                        Err(message) => {
+                            self.out.push_back(Output::Event(Event::DataplaneError {
+                                message: format!(
+                                    "install Child SA {:08x}: {message}",
+                                    ci.inbound.spi
+                                ),
+                            }));
+                        }
+                        Ok(()) => {
+                            if let Some((old_in, _)) = ci.replaces {
+                                self.pending_outbound.push((old_in, *ci));
+                            }
+                        }
                     }
                 }
                 Effect::DeleteChild(cd) => {
+                    // The replaced Child SA goes: its successor's outbound SA comes in
+                    // first, so that sending never stops. A successor deleted before
+                    // that never gets one.
+                    let spi_in = cd.spi_in;
+                    let (ready, rest): (Vec<_>, Vec<_>) =
+                        std::mem::take(&mut self.pending_outbound)
+                            .into_iter()
+                            .filter(|(_, ci)| ci.inbound.spi != spi_in)
+                            .partition(|(old_in, _)| *old_in == spi_in);
+                    self.pending_outbound = rest;
+                    for (_, ci) in ready {
+                        if let Err(message) =
+                            dataplane::install_outbound(self.dataplane.as_mut(), self.owned, &ci)
+                        {
+                            self.out.push_back(Output::Event(Event::DataplaneError {
+                                message: format!(
+                                    "install outbound SA {:08x}: {message}",
+                                    ci.outbound.spi
+                                ),
+                            }));
+                        }
+                    }
                     if let Err(message) =
                         dataplane::delete(self.dataplane.as_mut(), self.owned, &cd)
                     {
