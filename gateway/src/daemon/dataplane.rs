@@ -297,3 +297,99 @@ pub fn delete(dp: &mut dyn Dataplane, owned: OwnedRange, cd: &ChildDelete) -> Re
     }
     first_err.map_or(Ok(()), Err)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use ike::config::EncrAlg;
+    use ike::crypto::SecretBytes;
+    use ike::sa::{ChildSaKeys, IkeSaId};
+
+    fn child(spi_in: u32, spi_out: u32, replaces: Option<(u32, u32)>) -> ChildInstall {
+        let (gw, client): (IpAddr, IpAddr) = (
+            "198.51.100.1".parse().unwrap(),
+            "198.51.100.2".parse().unwrap(),
+        );
+        let keys = || ChildSaKeys {
+            encr: SecretBytes::new(vec![7; 20]),
+            integ: SecretBytes::new(Vec::new()),
+        };
+        let ts = |a: &str| IpTrafficSelector {
+            ip_protocol: 0,
+            start_port: 0,
+            end_port: 65535,
+            start_addr: a.parse().unwrap(),
+            end_addr: a.parse().unwrap(),
+        };
+        ChildInstall {
+            ike_sa: IkeSaId(1),
+            name: "net".into(),
+            reqid: 1,
+            suite: ChildSuite {
+                encr: EncrAlg {
+                    id: EncrId::AES_GCM_16,
+                    key_bits: 128,
+                },
+                integ: IntegId::NONE,
+                ke: None,
+                esn: false,
+            },
+            mode: IpsecMode::Tunnel,
+            inbound: ChildSaHalf {
+                spi: spi_in,
+                src: client,
+                dst: gw,
+                keys: keys(),
+            },
+            outbound: ChildSaHalf {
+                spi: spi_out,
+                src: gw,
+                dst: client,
+                keys: keys(),
+            },
+            encap: None,
+            local_ts: vec![ts("10.1.0.1")],
+            remote_ts: vec![ts("10.8.0.1")],
+            soft_lifetime: None,
+            hard_lifetime: None,
+            replaces,
+        }
+    }
+
+    fn spis(dp: &mut dyn Dataplane) -> Vec<u32> {
+        let mut v: Vec<u32> = dp
+            .list_sas()
+            .unwrap()
+            .into_iter()
+            .map(|s| s.spec.id.spi.0)
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// A rekeyed Child SA gets its inbound SA at once and its outbound SA only with
+    /// `install_outbound` (when the replaced one goes); SAs carry no replay events.
+    #[test]
+    fn rekeyed_child_outbound_waits() {
+        let owned = OwnedRange::default();
+        let mut dp = xfrm::MemoryDataplane::new(owned, 1);
+        install(&mut dp, owned, &child(0x1010, 0x1020, None)).unwrap();
+        assert_eq!(spis(&mut dp), vec![0x1010, 0x1020]);
+        let new = child(0x1011, 0x1021, Some((0x1010, 0x1020)));
+        install(&mut dp, owned, &new).unwrap();
+        assert_eq!(spis(&mut dp), vec![0x1010, 0x1011, 0x1020]);
+        install_outbound(&mut dp, owned, &new).unwrap();
+        assert_eq!(spis(&mut dp), vec![0x1010, 0x1011, 0x1020, 0x1021]);
+        for s in dp.list_sas().unwrap() {
+            assert_eq!(
+                s.spec.replay_events,
+                Some(ReplayEventThresholds {
+                    packets: 0,
+                    timer_jiffies: 0
+                })
+            );
+        }
+    }
+}
