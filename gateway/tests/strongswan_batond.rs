@@ -298,19 +298,143 @@ fn groups_x25519_ecp256_ecp384_modp2048_with_aes_gcm() {
     }
 }
 
+/// Runs strongSwan's `pki` with `args` (plus `--in input`) and writes its stdout to `out`.
+fn pki(args: &[&str], input: Option<&std::path::Path>, out: &std::path::Path) {
+    let mut cmd = std::process::Command::new("pki");
+    cmd.args(args);
+    if let Some(i) = input {
+        cmd.arg("--in").arg(i);
+    }
+    let o = cmd.output().expect("run pki");
+    assert!(
+        o.status.success(),
+        "pki {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    std::fs::write(out, &o.stdout).expect("write pki output");
+}
+
+/// An RSA-4096 chain: root CA → intermediate CA → gateway certificate (batond sends the
+/// gateway and intermediate certificates), and a client certificate from the root.
+fn rsa4096_chain(dir: &std::path::Path) -> (interop::PubkeyAuth, interop::PubkeyAuth) {
+    let f = |n: &str| dir.join(n);
+    let s = |p: std::path::PathBuf| p.to_string_lossy().into_owned();
+    for k in ["root.key", "int.key", "gw.key", "client.key"] {
+        pki(
+            &[
+                "--gen",
+                "--type",
+                "rsa",
+                "--size",
+                "4096",
+                "--outform",
+                "pem",
+            ],
+            None,
+            &f(k),
+        );
+    }
+    pki(
+        &[
+            "--self",
+            "--ca",
+            "--lifetime",
+            "30",
+            "--dn",
+            "C=XX, O=baton test, CN=chain root",
+            "--outform",
+            "pem",
+        ],
+        Some(&f("root.key")),
+        &f("root.pem"),
+    );
+    let issue = |key: &str, ca: &str, ca_key: &str, dn: &str, extra: &[&str], out: &str| {
+        pki(
+            &["--pub", "--outform", "pem"],
+            Some(&f(key)),
+            &f(&format!("{out}.pub")),
+        );
+        let mut a = vec![
+            "--issue",
+            "--lifetime",
+            "30",
+            "--type",
+            "pub",
+            "--outform",
+            "pem",
+            "--dn",
+            dn,
+        ];
+        let (ca, ca_key) = (s(f(ca)), s(f(ca_key)));
+        a.extend(["--cacert", ca.as_str(), "--cakey", ca_key.as_str()]);
+        a.extend_from_slice(extra);
+        pki(&a, Some(&f(&format!("{out}.pub"))), &f(out));
+    };
+    issue(
+        "int.key",
+        "root.pem",
+        "root.key",
+        "C=XX, O=baton test, CN=chain intermediate",
+        &["--ca"],
+        "int.pem",
+    );
+    issue(
+        "gw.key",
+        "int.pem",
+        "int.key",
+        "C=XX, O=baton test, CN=gw.example",
+        &["--san", "gw.example"],
+        "gw.pem",
+    );
+    issue(
+        "client.key",
+        "root.pem",
+        "root.key",
+        "C=XX, O=baton test, CN=client.example",
+        &["--san", "client.example"],
+        "client.pem",
+    );
+    // batond's local_cert: end entity first, then the intermediate.
+    let chain = format!(
+        "{}{}",
+        std::fs::read_to_string(f("gw.pem")).expect("gw.pem"),
+        std::fs::read_to_string(f("int.pem")).expect("int.pem")
+    );
+    std::fs::write(f("gw-chain.pem"), chain).expect("write chain");
+    (
+        interop::PubkeyAuth {
+            local_cert: f("gw-chain.pem"),
+            local_key: f("gw.key"),
+            remote_ca: f("root.pem"),
+        },
+        interop::PubkeyAuth {
+            local_cert: f("client.pem"),
+            local_key: f("client.key"),
+            remote_ca: f("root.pem"),
+        },
+    )
+}
+
 fn cert_case(
     rsa_bits: u32,
     fragment_size: Option<u32>,
 ) -> (Charon, Batond, Vec<interop::IkeDatagram>, Topology) {
     prerequisites();
-    let pki = interop::TestPki::new(rsa_bits).expect("test CA");
-    let gw_cert = pki.issue("gw.example").expect("gateway cert");
-    let client_cert = pki.issue("client.example").expect("client cert");
+    let pki_dir = WorkDir::new("chain").expect("workdir");
+    // Kept until the end of the test: its directory holds the PEM files.
+    let pki = interop::TestPki::new(2048).expect("test CA");
+    let (gw_auth, client_auth) = if rsa_bits == 4096 {
+        rsa4096_chain(pki_dir.path())
+    } else {
+        let gw_cert = pki.issue("gw.example").expect("gateway cert");
+        let client_cert = pki.issue("client.example").expect("client cert");
+        (pki.auth(&gw_cert), pki.auth(&client_cert))
+    };
     let topo = Topology::direct().expect("topology");
     let mut gw_conn = PskConnection::gateway(topo.gateway_addr);
-    gw_conn.pubkey = Some(pki.auth(&gw_cert));
+    gw_conn.pubkey = Some(gw_auth);
     let mut cl_conn = PskConnection::client(topo.gateway_addr);
-    cl_conn.pubkey = Some(pki.auth(&client_cert));
+    cl_conn.pubkey = Some(client_auth);
     let extra = fragment_size
         .map(|n| format!("fragment_size = {n}"))
         .unwrap_or_default();
@@ -356,7 +480,8 @@ fn rsa_certificates() {
     assert_eq!(spi_i, only(&sas).initiator_spi);
 }
 
-/// RSA-4096 certificates (each side sends its certificate and a 512-byte signature) with
+/// An RSA-4096 chain (batond sends its certificate and the intermediate CA, each side a
+/// 512-byte signature) with
 /// fragment_size = 576 on both sides: IKE_AUTH travels in several encrypted fragments
 /// (SKF payloads, RFC 7383) in both directions and is reassembled by both.
 #[test]
