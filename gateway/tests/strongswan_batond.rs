@@ -785,3 +785,27 @@ fn tshark_decrypts_ike_auth_with_batonds_key_log() {
     );
     assert!(clear.contains("gw.example"), "{clear}");
 }
+
+/// `swanctl --terminate --child` deletes only the Child SA (INFORMATIONAL with a Delete
+/// for the ESP SPI, RFC 7296 §1.4.1): batond drops it and keeps the IKE SA.
+#[test]
+fn child_delete_from_strongswan_keeps_the_ike_sa() {
+    prerequisites();
+    let topo = Topology::direct().expect("topology");
+    let gw = start_batond(&topo, &PskConnection::gateway(topo.gateway_addr), "");
+    let client = start_client(&topo, &PskConnection::client(topo.gateway_addr));
+    client.initiate("home", "net").expect("initiate");
+    let (c0, _) = agree(&client, &gw);
+    client.terminate_child("net").expect("terminate child");
+    let mut g = Vec::new();
+    interop::wait_for(WAIT, "batond to drop the Child SA", || {
+        g = Responder::list_sas(&gw)?;
+        Ok((g.len() == 1 && g[0].children.is_empty()).then_some(()))
+    })
+    .unwrap_or_else(|e| panic!("{e}: {g:#?}"));
+    assert_eq!(g[0].initiator_spi, c0.initiator_spi);
+    assert_eq!(g[0].state, "ESTABLISHED");
+    let c = client.list_sas().expect("list-sas");
+    assert_eq!(only(&c).initiator_spi, c0.initiator_spi);
+    assert!(installed(only(&c)).is_empty(), "{c:#?}");
+}
