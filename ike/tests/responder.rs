@@ -607,3 +607,61 @@ fn idle_sas_get_liveness_checks_and_dead_peers_are_removed() {
     assert_eq!(net.nodes[1].ep.ike_sa_count(), 0);
     assert_eq!(net.deletes(1).len(), 1, "its Child SA removed");
 }
+
+#[test]
+fn a_gateway_behind_nat_sends_nat_keepalives() {
+    let mut net = Net::new();
+    net.add(
+        client_config(client_conn(KeGroup::CURVE25519, "client.example"), PSK),
+        "192.0.2.2:500",
+    );
+    net.add(
+        gateway_config(gateway_conn(&[KeGroup::CURVE25519], None)),
+        "198.51.100.1:500",
+    );
+    // The gateway sits behind a destination NAT: clients dial 203.0.113.1.
+    let public: std::net::IpAddr = "203.0.113.1".parse().unwrap();
+    let private: std::net::IpAddr = "198.51.100.1".parse().unwrap();
+    net.filter = Box::new(move |f| {
+        if f.to.ip() == public {
+            f.to.set_ip(private);
+        }
+        if f.from.ip() == private {
+            f.from.set_ip(public);
+        }
+        true
+    });
+    let now = net.now;
+    let l = net.nodes[0].addr;
+    let id = net.nodes[0]
+        .ep
+        .initiate(
+            now,
+            "home",
+            l,
+            std::net::SocketAddr::new(public, 500),
+            InitiatorOptions::default(),
+        )
+        .unwrap();
+    net.run();
+    let gid = net.nodes[1].ep.list(now)[0].id;
+    assert!(
+        net.nodes[1].ep.ike_sa(gid).unwrap().nat_local,
+        "the gateway sees its own NAT"
+    );
+    assert!(!net.nodes[0].ep.ike_sa(id).unwrap().nat_local);
+    let keepalives = |net: &Net, i: usize| {
+        net.nodes[i]
+            .effects
+            .iter()
+            .filter(|e| matches!(e, Effect::NatKeepalive { .. }))
+            .count()
+    };
+    net.advance(Duration::from_secs(19));
+    assert_eq!(keepalives(&net, 1), 0);
+    net.advance(Duration::from_secs(2));
+    assert_eq!(keepalives(&net, 1), 1, "one keepalive after 20 s");
+    net.advance(Duration::from_secs(20));
+    assert_eq!(keepalives(&net, 1), 2, "and every 20 s after that");
+    assert_eq!(keepalives(&net, 0), 0, "the client is not behind a NAT");
+}

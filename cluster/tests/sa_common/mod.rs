@@ -572,7 +572,7 @@ impl Cluster {
                 }
                 self.peers[p].events.push(ev);
             }
-            Effect::KeyLog(_) => {}
+            Effect::KeyLog(_) | Effect::NatKeepalive { .. } => {}
         }
     }
 

@@ -24,6 +24,14 @@ pub enum Output {
         /// The IKE message.
         data: Vec<u8>,
     },
+    /// Send a NAT-keepalive (RFC 3948 §4: the octet 0xFF, no non-ESP marker) from our
+    /// NAT-T address `local` to `remote`: we are behind a NAT.
+    NatKeepalive {
+        /// Our NAT-T address and port.
+        local: SocketAddr,
+        /// The peer.
+        remote: SocketAddr,
+    },
     /// One line for the Wireshark `ikev2_decryption_table` key log.
     KeyLog(String),
     /// Something happened, for logs and metrics.

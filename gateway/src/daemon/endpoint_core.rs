@@ -177,6 +177,9 @@ impl EndpointCore {
                     }
                 }
                 Effect::KeyLog(line) => self.out.push_back(Output::KeyLog(line)),
+                Effect::NatKeepalive { local, remote } => {
+                    self.out.push_back(Output::NatKeepalive { local, remote });
+                }
                 Effect::Event(ev) => {
                     match &ev {
                         SaEvent::ChildUp { .. } => self.child_sas += 1,

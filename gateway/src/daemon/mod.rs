@@ -262,6 +262,9 @@ impl Runtime {
                 } => {
                     send(&self.bound, &self.metrics, local, remote, &data).await;
                 }
+                Output::NatKeepalive { local, remote } => {
+                    send_raw(&self.bound, &self.metrics, local, remote, &[0xff]).await;
+                }
                 Output::KeyLog(line) => {
                     if let Some(k) = &mut self.keylog
                         && let Err(e) = k.append(&line)
@@ -459,6 +462,28 @@ async fn send(
     remote: SocketAddr,
     data: &[u8],
 ) {
+    send_datagram(bound, metrics, local, remote, data, true).await;
+}
+
+/// Sends `data` as is (no non-ESP marker even on the NAT-T port): NAT-keepalives.
+async fn send_raw(
+    bound: &[Bound],
+    metrics: &Metrics,
+    local: SocketAddr,
+    remote: SocketAddr,
+    data: &[u8],
+) {
+    send_datagram(bound, metrics, local, remote, data, false).await;
+}
+
+async fn send_datagram(
+    bound: &[Bound],
+    metrics: &Metrics,
+    local: SocketAddr,
+    remote: SocketAddr,
+    data: &[u8],
+    framed: bool,
+) {
     // The socket bound to exactly `local`, else one on the same port and family
     // (answers must leave from the address and port the request came to, §2.11).
     let b = bound.iter().find(|b| b.local == local).or_else(|| {
@@ -470,7 +495,11 @@ async fn send(
         tracing::warn!(%local, %remote, "no socket for this local address; datagram not sent");
         return;
     };
-    let buf = udp::frame(b.natt, data);
+    let buf = if framed {
+        udp::frame(b.natt, data)
+    } else {
+        data.to_vec()
+    };
     match b.socket.send_to(&buf, remote).await {
         Ok(_) => metrics
             .datagrams_out

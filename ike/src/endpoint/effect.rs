@@ -178,6 +178,14 @@ pub enum Effect {
         /// How far to move.
         delta: u64,
     },
+    /// RFC 3948 §4: we are behind a NAT; send a NAT-keepalive (the single octet 0xFF,
+    /// without the non-ESP marker) from our NAT-T socket so the mapping stays open.
+    NatKeepalive {
+        /// Our NAT-T address.
+        local: SocketAddr,
+        /// The peer.
+        remote: SocketAddr,
+    },
     /// A line for the Wireshark `ikev2_decryption_table` key log.
     KeyLog(String),
     /// Something happened.

@@ -109,6 +109,8 @@ pub struct Endpoint {
     /// Simultaneous Child SA rekeys (§2.8.1): (IKE SA, old inbound SPI) → the peer's
     /// replacement (its inbound SPI here) and the lower nonce of the peer's exchange.
     pub(crate) rekey_collisions: HashMap<(u64, u32), (u32, Vec<u8>)>,
+    /// When we last sent a NAT-keepalive, for SAs where we are behind a NAT.
+    pub(crate) keepalive_sent: HashMap<u64, Instant>,
     /// Deadlines by SA, earliest first. Entries go stale when a deadline moves later;
     /// a stale entry only causes a spurious wake-up, after which the SA is rescheduled.
     pub(crate) timers: BinaryHeap<Reverse<(Instant, u64)>>,
@@ -121,6 +123,9 @@ pub struct Endpoint {
 /// How often the COOKIE secret changes (RFC 7296 §2.6: "change the value of
 /// <secret> frequently").
 const COOKIE_SECRET_LIFETIME: Duration = Duration::from_secs(120);
+
+/// NAT-keepalive interval (RFC 3948 §4 suggests 20 seconds).
+pub(crate) const NAT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
 
 impl Endpoint {
     /// A new endpoint with no SAs.
@@ -150,6 +155,7 @@ impl Endpoint {
             initiating: HashMap::new(),
             deferred_rekeys: HashMap::new(),
             timers: BinaryHeap::new(),
+            keepalive_sent: HashMap::new(),
             rekey_collisions: HashMap::new(),
         }
     }
@@ -268,6 +274,7 @@ impl Endpoint {
                 sa.rekey_at,
                 sa.expire_at,
                 self.dpd_deadline(sa),
+                self.keepalive_deadline(spi, sa),
             ]
             .into_iter()
             .flatten()
@@ -479,6 +486,20 @@ impl Endpoint {
         let mut n = vec![0u8; 32];
         (self.config.provider.fill_random)(&mut n);
         n
+    }
+
+    /// When the next NAT-keepalive of `sa` is due: every 20 s (RFC 3948 §4) while we are
+    /// behind a NAT.
+    pub(crate) fn keepalive_deadline(&self, spi: u64, sa: &IkeSa) -> Option<Instant> {
+        if !sa.nat_local || sa.state != crate::sa::IkeSaState::Established {
+            return None;
+        }
+        let last = self
+            .keepalive_sent
+            .get(&spi)
+            .copied()
+            .or(sa.established_at)?;
+        last.checked_add(NAT_KEEPALIVE_INTERVAL)
     }
 
     /// When the next liveness check of `sa` is due, if DPD is configured.

@@ -280,6 +280,14 @@ impl Endpoint {
 
     /// Runs the timers of one IKE SA.
     pub(crate) fn run_sa_timers(&mut self, now: Instant, spi: u64) {
+        if let Some(sa) = self.sas.get(&spi)
+            && self.keepalive_deadline(spi, sa).is_some_and(|t| t <= now)
+        {
+            let (local, remote) = (sa.local_addr, sa.remote_addr);
+            self.keepalive_sent.insert(spi, now);
+            self.effects
+                .push_back(super::Effect::NatKeepalive { local, remote });
+        }
         let Some(sa) = self.sas.get(&spi) else { return };
         if sa.expire_at.is_some_and(|t| t <= now) {
             self.destroy_ike_sa(spi, "lifetime_expired");

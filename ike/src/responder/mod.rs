@@ -246,6 +246,7 @@ impl Endpoint {
         let Some(sa) = self.sas.remove(&spi) else {
             return;
         };
+        self.keepalive_sent.remove(&spi);
         let init_key = (sa.remote_addr.ip(), sa.spis.spi_i.0);
         if self.init_index.get(&init_key) == Some(&spi) {
             self.init_index.remove(&init_key);
