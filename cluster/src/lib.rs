@@ -25,6 +25,7 @@
 //! - `sync = "ack"`: publish, then [`replicator::Replicator::wait_acked`] (bounded by a
 //!   timeout) before the IKE response leaves; `sync = "async"`: publish only.
 
+mod bytes;
 pub mod channel;
 pub mod replicator;
 pub mod replog;

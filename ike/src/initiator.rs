@@ -416,7 +416,7 @@ impl Endpoint {
         match &st.conn.local_auth {
             LocalAuth::Psk => {
                 let psk = self
-                    .find_psk_for(&st.conn.local_id, st.conn.remote_id_exact())
+                    .find_psk(&st.conn.local_id, st.conn.remote_id_exact())
                     .ok_or(InitiatorFailure::Protocol("no PSK"))?;
                 let data = psk_auth(prf, psk.expose(), &octets).expose().to_vec();
                 payloads.push(Payload::Auth(AuthPayload {
@@ -589,7 +589,7 @@ impl Endpoint {
         };
         let ok = match &st.conn.remote_auth {
             RemoteAuth::Psk => self
-                .find_psk_for(&st.conn.local_id, Some(&remote_id))
+                .find_psk(&st.conn.local_id, Some(&remote_id))
                 .is_some_and(|psk| {
                     let expected = psk_auth(prf, psk.expose(), &octets);
                     auth.method == AuthMethod::SHARED_KEY_MIC
@@ -694,22 +694,6 @@ impl Endpoint {
     /// While IKE_AUTH is in flight, [`Endpoint::open`] finds the keys through `sas`.
     fn half_open_initiator_keys(&mut self, sa: &IkeSa) {
         self.put_sa(sa.local_spi().0, sa.clone());
-    }
-
-    fn find_psk_for(
-        &self,
-        local: &crate::config::Identity,
-        remote: Option<&crate::config::Identity>,
-    ) -> Option<&crate::crypto::SecretBytes> {
-        self.config
-            .secrets
-            .iter()
-            .filter(|e| e.ids.contains(local) || remote.is_some_and(|r| e.ids.contains(r)))
-            .max_by_key(|e| {
-                usize::from(e.ids.contains(local))
-                    + usize::from(remote.is_some_and(|r| e.ids.contains(r)))
-            })
-            .map(|e| &e.psk)
     }
 
     /// Whether an SA we initiate is still being set up.

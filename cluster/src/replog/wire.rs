@@ -19,6 +19,7 @@
 use heartbeat::NodeId;
 
 use super::types::{MAX_KEY, MAX_PAYLOAD, Record, RecordKey, Version};
+use crate::bytes::Reader;
 
 pub(crate) const T_RECORDS: u8 = 0x01;
 pub(crate) const T_ACK: u8 = 0x02;
@@ -116,40 +117,15 @@ pub(crate) fn encode_ack(seq: u64) -> Vec<u8> {
     v
 }
 
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if self.0.len() < n {
-            return None;
-        }
-        let (h, t) = self.0.split_at(n);
-        self.0 = t;
-        Some(h)
-    }
-    fn u8(&mut self) -> Option<u8> {
-        self.take(1)?.first().copied()
-    }
-    fn u16(&mut self) -> Option<u16> {
-        Some(u16::from_be_bytes(self.take(2)?.try_into().ok()?))
-    }
-    fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_be_bytes(self.take(4)?.try_into().ok()?))
-    }
-    fn u64(&mut self) -> Option<u64> {
-        Some(u64::from_be_bytes(self.take(8)?.try_into().ok()?))
-    }
-}
-
 /// Decodes a replication message; `None` if malformed in any way.
 pub(crate) fn decode(msg: &[u8]) -> Option<ReplMessage> {
-    let mut r = Reader(msg);
+    let mut r = Reader::new(msg);
     let m = match r.u8()? {
         T_RECORDS => {
             let first_seq = r.u64()?;
             let count = r.u16()?;
             // Each record takes at least 12 bytes: bound the allocation by the input.
-            let mut records = Vec::with_capacity(usize::from(count).min(r.0.len() / 12));
+            let mut records = Vec::with_capacity(usize::from(count).min(r.rest().len() / 12));
             for _ in 0..count {
                 let kl = usize::from(r.u8()?);
                 if kl == 0 || kl > MAX_KEY {
@@ -190,7 +166,7 @@ pub(crate) fn decode(msg: &[u8]) -> Option<ReplMessage> {
         }
         _ => return None,
     };
-    r.0.is_empty().then_some(m)
+    r.rest().is_empty().then_some(m)
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@
 use heartbeat::NodeId;
 use xfrm::ReplayState;
 
+use crate::bytes::Reader;
 use crate::replog::RecordKey;
 
 const SA_MAGIC: &[u8; 4] = b"BCS1";
@@ -100,35 +101,6 @@ impl ChildRecord {
     }
 }
 
-struct Rd<'a>(&'a [u8]);
-
-impl<'a> Rd<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if self.0.len() < n {
-            return None;
-        }
-        let (a, b) = self.0.split_at(n);
-        self.0 = b;
-        Some(a)
-    }
-    fn u8(&mut self) -> Option<u8> {
-        self.take(1)?.first().copied()
-    }
-    fn u16(&mut self) -> Option<u16> {
-        Some(u16::from_be_bytes(self.take(2)?.try_into().ok()?))
-    }
-    fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_be_bytes(self.take(4)?.try_into().ok()?))
-    }
-    fn u64(&mut self) -> Option<u64> {
-        Some(u64::from_be_bytes(self.take(8)?.try_into().ok()?))
-    }
-    fn bitmap(&mut self) -> Option<Vec<u32>> {
-        let n = self.u16()?;
-        (0..n).map(|_| self.u32()).collect()
-    }
-}
-
 fn put_bitmap(out: &mut Vec<u8>, b: &[u32]) {
     let n = u16::try_from(b.len()).unwrap_or(u16::MAX);
     out.extend_from_slice(&n.to_be_bytes());
@@ -159,7 +131,7 @@ impl SaRecord {
     }
 
     pub(crate) fn decode(b: &[u8]) -> Option<Self> {
-        let mut r = Rd(b);
+        let mut r = Reader::new(b);
         if r.take(4)? != SA_MAGIC {
             return None;
         }
@@ -181,13 +153,13 @@ impl SaRecord {
             owner,
             epoch,
             exact,
-            ike: r.0.to_vec(),
+            ike: r.rest().to_vec(),
         })
     }
 
     /// Owner and initiator SPI without copying the IKE record (for the ownership index).
     pub(crate) fn peek(b: &[u8]) -> Option<(NodeId, u64)> {
-        let mut r = Rd(b);
+        let mut r = Reader::new(b);
         if r.take(4)? != SA_MAGIC {
             return None;
         }
@@ -219,7 +191,7 @@ impl ChildRecord {
     }
 
     pub(crate) fn decode(b: &[u8]) -> Option<Self> {
-        let mut r = Rd(b);
+        let mut r = Reader::new(b);
         if r.take(4)? != CHILD_MAGIC {
             return None;
         }
@@ -231,7 +203,7 @@ impl ChildRecord {
             seq: r.u64()?,
             bitmap: r.bitmap()?,
         };
-        r.0.is_empty().then_some(rec)
+        r.rest().is_empty().then_some(rec)
     }
 }
 

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use sha2::{Digest, Sha256};
 
-use crate::config::{ConnectionConfig, PoolConfig, PskEntry};
+use crate::config::{ConnectionConfig, Identity, PoolConfig, PskEntry};
 use crate::crypto::{CryptoProvider, SecretBytes};
 use crate::policy::pool::AddressPool;
 use crate::sa::{IkeSa, IkeSaId};
@@ -513,6 +513,27 @@ impl Endpoint {
 
     pub(crate) fn connection(&self, name: &str) -> Option<&Arc<ConnectionConfig>> {
         self.config.connections.iter().find(|c| c.name == name)
+    }
+
+    /// The PSK for a pair of identities (`[[secret]]`): an entry naming both wins over
+    /// one naming only the peer, which wins over one naming only us; on a tie, the first.
+    pub(crate) fn find_psk(
+        &self,
+        local: &Identity,
+        remote: Option<&Identity>,
+    ) -> Option<&SecretBytes> {
+        let score = |ids: &[Identity]| {
+            let r = remote.is_some_and(|r| ids.contains(r));
+            2 * u8::from(r) + u8::from(ids.contains(local))
+        };
+        let mut best: Option<(u8, &SecretBytes)> = None;
+        for e in &self.config.secrets {
+            let s = score(&e.ids);
+            if s > 0 && best.is_none_or(|(b, _)| s > b) {
+                best = Some((s, &e.psk));
+            }
+        }
+        best.map(|(_, psk)| psk)
     }
 
     /// Releases the pool lease of `addr`, if any pool holds it.

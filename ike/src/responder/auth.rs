@@ -167,7 +167,7 @@ impl Endpoint {
                 continue;
             }
             let ok = match (&conn.remote_auth, wants_psk) {
-                (RemoteAuth::Psk, true) => match self.find_psk(&conn.local_id, &remote_id) {
+                (RemoteAuth::Psk, true) => match self.find_psk(&conn.local_id, Some(&remote_id)) {
                     Some(psk) => {
                         let expected = psk_auth(prf, psk.expose(), &octets);
                         expected.len() == auth.data.len()
@@ -222,28 +222,6 @@ impl Endpoint {
         verify_rsa(&cert.spki_der(), scheme, octets, sig).is_ok()
     }
 
-    /// The PSK for this pair of identities: an entry naming both wins over one naming
-    /// only the peer, which wins over one naming only us.
-    fn find_psk(&self, local: &Identity, remote: &Identity) -> Option<&crate::crypto::SecretBytes> {
-        let score = |ids: &[Identity]| {
-            let r = ids.contains(remote);
-            let l = ids.contains(local);
-            match (r, l) {
-                (true, true) => 3,
-                (true, false) => 2,
-                (false, true) => 1,
-                _ => 0,
-            }
-        };
-        self.config
-            .secrets
-            .iter()
-            .map(|e| (score(&e.ids), e))
-            .filter(|(s, _)| *s > 0)
-            .max_by_key(|(s, _)| *s)
-            .map(|(_, e)| &e.psk)
-    }
-
     /// Our AUTH payload (§2.15): PSK, or an RFC 7427 signature when the peer sent
     /// SIGNATURE_HASH_ALGORITHMS (else RSA_SIG with SHA-1, method 1).
     fn our_auth(
@@ -267,7 +245,7 @@ impl Endpoint {
         );
         match &conn.local_auth {
             LocalAuth::Psk => {
-                let psk = self.find_psk(&conn.local_id, remote_id)?;
+                let psk = self.find_psk(&conn.local_id, Some(remote_id))?;
                 let data = psk_auth(prf, psk.expose(), &octets).expose().to_vec();
                 Some((
                     vec![Payload::IdR(idr)],
