@@ -55,6 +55,11 @@ pub enum Request {
         /// Node to drain.
         node: String,
     },
+    /// End a drain: the node takes new and moved SAs again.
+    Undrain {
+        /// Node.
+        node: String,
+    },
 }
 
 /// A reply: `{"ok":true,"result":…}` or `{"ok":false,"error":"…"}`.
@@ -182,6 +187,65 @@ pub struct StatusView {
     pub node: String,
     /// Successful reloads since start.
     pub reloads: u64,
+}
+
+/// One member in [`ClusterView`].
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct MemberView {
+    /// Node name.
+    pub node: String,
+    /// Live in this node's membership view (heartbeat).
+    pub live: bool,
+    /// Draining: takes no new SAs.
+    pub draining: bool,
+    /// IKE SAs it owns, by this node's records.
+    pub sas_owned: usize,
+    /// Replication session up (always true for this node).
+    pub connected: bool,
+    /// Records queued or unacknowledged toward it; `None` for this node.
+    pub replication_lag: Option<usize>,
+}
+
+/// Counters in [`ClusterView`] (since this node started).
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct ClusterCountersView {
+    /// IKE datagrams left to the node that owns them.
+    pub not_owner: u64,
+    /// IKE SAs taken over after their owner's death.
+    pub takeovers: u64,
+    /// RFC 6311 IKEV2_MESSAGE_ID_SYNC requests started.
+    pub syncs_started: u64,
+    /// RFC 6311 syncs the peer answered.
+    pub syncs_completed: u64,
+    /// `sync = "ack"` holds that timed out (the response left unacknowledged).
+    pub ack_timeouts: u64,
+    /// IKE datagrams held for acknowledgement now.
+    pub held_datagrams: usize,
+    /// Transfers out completed.
+    pub transfers_out: u64,
+    /// Transfers in.
+    pub transfers_in: u64,
+    /// Outbound sequence-number leases renewed.
+    pub lease_renewals: u64,
+    /// Child SA rekeys after a large sequence jump (RFC 6311 §5.2).
+    pub jump_rekeys: u64,
+}
+
+/// `ikectl cluster`.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ClusterView {
+    /// This node.
+    pub node: String,
+    /// Membership epoch (changes counted by the heartbeat).
+    pub epoch: u64,
+    /// Every configured node.
+    pub members: Vec<MemberView>,
+    /// IKE SA records held (every owner's).
+    pub records: usize,
+    /// Transfers queued by drain or rebalancing, not started yet.
+    pub queued_transfers: usize,
+    /// Counters.
+    pub counters: ClusterCountersView,
 }
 
 /// Why a control request failed on the client side.

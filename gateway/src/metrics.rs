@@ -43,6 +43,13 @@ pub struct ResultLabel {
     pub result: String,
 }
 
+/// A label set with a cluster event `kind`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    /// `took_over`, `transferred_in`, ...
+    pub kind: String,
+}
+
 /// Every metric the daemon exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -75,6 +82,10 @@ pub struct Metrics {
     pub dataplane_errors: Counter,
     /// Configuration reloads, by result.
     pub reloads: Family<ResultLabel, Counter>,
+    /// Cluster events (takeovers, transfers, RFC 6311 syncs, ack timeouts), by kind.
+    pub cluster_events: Family<KindLabel, Counter>,
+    /// RFC 6311 Message ID syncs the peer answered.
+    pub mid_syncs_completed: Counter,
 }
 
 impl Default for Metrics {
@@ -103,6 +114,8 @@ impl Metrics {
             child_sas_installed: Counter::default(),
             dataplane_errors: Counter::default(),
             reloads: Family::default(),
+            cluster_events: Family::default(),
+            mid_syncs_completed: Counter::default(),
         };
         registry.register(
             "build",
@@ -171,6 +184,16 @@ impl Metrics {
             "Configuration reloads, by result",
             m.reloads.clone(),
         );
+        registry.register(
+            "cluster_events",
+            "Cluster events by kind (took_over, transferred_in, transferred_out, lost_ownership, sync_started, ack_timeout)",
+            m.cluster_events.clone(),
+        );
+        registry.register(
+            "message_id_syncs_completed",
+            "RFC 6311 Message ID synchronisations answered by the peer",
+            m.mid_syncs_completed.clone(),
+        );
         Self { registry, ..m }
     }
 
@@ -206,10 +229,17 @@ impl Metrics {
             Event::DataplaneError { .. } => {
                 self.dataplane_errors.inc();
             }
-            Event::IkeDown { .. }
-            | Event::IkeRekeyed { .. }
-            | Event::ChildDown { .. }
-            | Event::MessageIdsSynced { .. } => {}
+            Event::MessageIdsSynced { .. } => {
+                self.mid_syncs_completed.inc();
+            }
+            Event::Cluster { kind, .. } => {
+                self.cluster_events
+                    .get_or_create(&KindLabel {
+                        kind: (*kind).to_owned(),
+                    })
+                    .inc();
+            }
+            Event::IkeDown { .. } | Event::IkeRekeyed { .. } | Event::ChildDown { .. } => {}
         }
     }
 

@@ -87,7 +87,8 @@ async fn control_protocol_round_trip() {
         },
         Request::Drain { node: "gw2".into() },
     ] {
-        assert_eq!(ctl(&sock, req).await.unwrap_err(), "not in a cluster");
+        let e = ctl(&sock, req).await.unwrap_err();
+        assert!(e.starts_with("not in a cluster"), "{e}");
     }
 
     // Malformed requests get an error line and the connection stays usable.

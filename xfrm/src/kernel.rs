@@ -20,6 +20,10 @@ use crate::types::{
 };
 use crate::wire::{self, Exchange, Expect, Nack, Progress, ae, policy, sa, scrub};
 
+/// Most events [`EventMonitor::try_recv`] returns per call (plus the rest of the last
+/// datagram read).
+pub const MAX_EVENTS_PER_POLL: usize = 4096;
+
 const RECV_BUF: usize = 64 * 1024;
 const NLM_F_REPLACE: u16 = 0x100;
 /// `enum xfrm_nlgroups` in include/uapi/linux/xfrm.h.
@@ -547,6 +551,7 @@ impl EventMonitor {
     }
 
     /// Returns the events queued now, without blocking.
+    /// At most about [`MAX_EVENTS_PER_POLL`] events are returned per call.
     pub fn try_recv(&mut self) -> Result<Vec<DataplaneEvent>> {
         let mut out = Vec::new();
         loop {
@@ -576,6 +581,11 @@ impl EventMonitor {
                 }
             }
             self.buf.zeroize();
+            // Bounded per call: under heavy replay-event load the caller still gets
+            // back to IKE between batches; the rest stays queued in the socket.
+            if out.len() >= MAX_EVENTS_PER_POLL {
+                return Ok(out);
+            }
         }
     }
 

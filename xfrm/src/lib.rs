@@ -26,7 +26,7 @@ mod wire;
 
 pub use dataplane::Dataplane;
 pub use error::{Error, Result};
-pub use kernel::{EventMonitor, KernelDataplane};
+pub use kernel::{EventMonitor, KernelDataplane, MAX_EVENTS_PER_POLL};
 pub use memory::{LARVAL_LIFETIME_SECS, MemoryDataplane, SeqRange, Wire};
 pub use replay::Received;
 pub use socket::{bypass_ipsec, enable_espinudp};

@@ -145,6 +145,9 @@ pub enum ClusterEffect {
     InstallChild(Box<ClusterInstall>),
     /// Replace the IPsec policies of a Child SA with block policies.
     BlockPolicies(Box<BlockPolicies>),
+    /// Remove the block policies of a Child SA that is gone (its record was deleted
+    /// by its owner); policies this node's own Child SAs use are never named here.
+    RemoveBlockPolicies(Box<BlockPolicies>),
     /// Read the replay state of the SA with this SPI (XFRM_MSG_GETAE) and hand it to
     /// [`ClusterNode::handle_replay_state`].
     ReadReplayState {

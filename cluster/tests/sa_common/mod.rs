@@ -427,6 +427,9 @@ impl Cluster {
                 }
             }
             ClusterEffect::BlockPolicies(_) => self.members[i].blocks += 1,
+            ClusterEffect::RemoveBlockPolicies(_) => {
+                self.members[i].blocks = self.members[i].blocks.saturating_sub(1);
+            }
             ClusterEffect::ReadReplayState { spi, dst } => {
                 let st = self.members[i]
                     .dp

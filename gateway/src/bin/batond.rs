@@ -16,16 +16,41 @@ use tracing_subscriber::EnvFilter;
 #[command(name = "batond", version, about)]
 struct Args {
     /// Configuration file (TOML; see docs/configuration.md).
-    #[arg(long, short = 'c', value_name = "FILE")]
-    config: PathBuf,
+    #[arg(
+        long,
+        short = 'c',
+        value_name = "FILE",
+        required_unless_present = "gen_cluster_key"
+    )]
+    config: Option<PathBuf>,
     /// Validate the configuration and exit.
     #[arg(long)]
     check: bool,
+    /// Write a new cluster key (`[cluster] key_file`) to PATH with mode 0600 and exit;
+    /// refuses to overwrite. Copy the same file to every node.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["config", "check"])]
+    gen_cluster_key: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let config = match GatewayConfig::load(&args.config) {
+    if let Some(path) = &args.gen_cluster_key {
+        return match heartbeat::ClusterKey::generate().write_new_file(path) {
+            Ok(()) => {
+                println!("{}: new cluster key written (mode 0600)", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("batond: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    let Some(config_path) = args.config else {
+        eprintln!("batond: --config FILE is required");
+        return ExitCode::from(2);
+    };
+    let config = match GatewayConfig::load(&config_path) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("batond: configuration error: {e}");
@@ -35,7 +60,7 @@ fn main() -> ExitCode {
     if args.check {
         println!(
             "{}: OK ({} connection(s), {} secret(s), {} pool(s))",
-            args.config.display(),
+            config_path.display(),
             config.connections.len(),
             config.secrets.len(),
             config.pools.len()
@@ -66,7 +91,7 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async {
-        let handle = match gateway::daemon::start(&args.config, None).await {
+        let handle = match gateway::daemon::start(&config_path, None).await {
             Ok(h) => h,
             Err(e) => {
                 eprintln!("batond: {e}");

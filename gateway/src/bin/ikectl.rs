@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use gateway::control::{self, ClientError, IkeSaView, Request, StatusView};
+use gateway::control::{self, ClientError, ClusterView, IkeSaView, Request, StatusView};
 
 /// Control a running batond.
 #[derive(Debug, Parser)]
@@ -53,8 +53,13 @@ enum Command {
         #[arg(long)]
         to: String,
     },
-    /// Move every IKE SA away from a node.
+    /// Move every IKE SA away from a node (it takes no new ones until `undrain`).
     Drain {
+        /// Node name.
+        node: String,
+    },
+    /// End a drain: the node takes new and moved SAs again.
+    Undrain {
         /// Node name.
         node: String,
     },
@@ -74,6 +79,7 @@ fn main() -> ExitCode {
             to: to.clone(),
         },
         Command::Drain { node } => Request::Drain { node: node.clone() },
+        Command::Undrain { node } => Request::Undrain { node: node.clone() },
     };
     let value = match control::request(&args.socket, &req, Duration::from_secs(10)) {
         Ok(v) => v,
@@ -104,6 +110,9 @@ fn main() -> ExitCode {
         }
         Command::Show { .. } => {
             serde_json::from_value::<IkeSaView>(value.clone()).map(|v| sa_detail(&v))
+        }
+        Command::Cluster => {
+            serde_json::from_value::<ClusterView>(value.clone()).map(|v| cluster_text(&v))
         }
         _ => Ok(plain(&value)),
     };
@@ -270,4 +279,54 @@ fn sa_detail(s: &IkeSaView) -> String {
         ));
     }
     out
+}
+
+fn cluster_text(c: &ClusterView) -> String {
+    let rows: Vec<Vec<String>> = c
+        .members
+        .iter()
+        .map(|m| {
+            let mut state = if m.live { "up" } else { "down" }.to_owned();
+            if m.draining {
+                state.push_str(",draining");
+            }
+            vec![
+                if m.node == c.node {
+                    format!("{} (this node)", m.node)
+                } else {
+                    m.node.clone()
+                },
+                state,
+                m.sas_owned.to_string(),
+                if m.node == c.node {
+                    "-".into()
+                } else if m.connected {
+                    "connected".into()
+                } else {
+                    "disconnected".into()
+                },
+                m.replication_lag
+                    .map_or_else(|| "-".into(), |l| l.to_string()),
+            ]
+        })
+        .collect();
+    let k = &c.counters;
+    format!(
+        "node {}, membership epoch {}, {} IKE SA record(s), {} transfer(s) queued\n{}\
+         takeovers {}, RFC 6311 syncs {} started / {} answered, transfers {} in / {} out, \
+         lease renewals {}, ack timeouts {}, held datagrams {}\n",
+        c.node,
+        c.epoch,
+        c.records,
+        c.queued_transfers,
+        table(&["NODE", "STATE", "SAS OWNED", "REPLICATION", "LAG"], &rows),
+        k.takeovers,
+        k.syncs_started,
+        k.syncs_completed,
+        k.transfers_in,
+        k.transfers_out,
+        k.lease_renewals,
+        k.ack_timeouts,
+        k.held_datagrams,
+    )
 }

@@ -8,8 +8,10 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use cluster::NodeId;
+
 use crate::config::GatewayConfig;
-use crate::control::IkeSaView;
+use crate::control::{ClusterView, IkeSaView};
 
 /// Something the core asks the daemon to do.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -34,6 +36,19 @@ pub enum Output {
     },
     /// One line for the Wireshark `ikev2_decryption_table` key log.
     KeyLog(String),
+    /// Send a replication message to a cluster peer on the channel.
+    Replicate {
+        /// The node.
+        to: NodeId,
+        /// The message.
+        data: Vec<u8>,
+    },
+    /// Drop the replication session with a peer that broke the protocol (it is
+    /// re-established, with a bulk resync).
+    DisconnectPeer {
+        /// The node.
+        node: NodeId,
+    },
     /// Something happened, for logs and metrics.
     Event(Event),
 }
@@ -107,6 +122,25 @@ pub enum Event {
         /// What failed.
         message: String,
     },
+    /// Something happened at the cluster level (takeover, transfer, sync...).
+    Cluster {
+        /// Stable label (`took_over`, `transferred_in`, `transferred_out`,
+        /// `lost_ownership`, `sync_started`, `ack_timeout`).
+        kind: &'static str,
+        /// The IKE SA, if any.
+        sa: Option<String>,
+        /// Human-readable detail.
+        detail: String,
+    },
+}
+
+/// Inputs from the cluster's I/O, which the daemon owns (sockets, tasks).
+#[derive(Clone, Debug)]
+pub enum ClusterInput {
+    /// From the replication channel.
+    Channel(cluster::channel::ChannelEvent),
+    /// A new membership view from the heartbeat.
+    Membership(cluster::Membership),
 }
 
 /// Counts for `ikectl status` and the gauges.
@@ -144,5 +178,19 @@ pub trait Core: Send {
     /// this core has no data plane.
     fn dataplane_sas(&mut self) -> Option<usize> {
         None
+    }
+    /// An input from the cluster's I/O (ignored by a standalone core).
+    fn handle_cluster(&mut self, _now: Instant, _input: ClusterInput) {}
+    /// `ikectl cluster`; `None` when not clustered.
+    fn cluster_status(&self) -> Option<ClusterView> {
+        None
+    }
+    /// `ikectl transfer`: starts moving owned IKE SA `id` to node `to`.
+    fn transfer(&mut self, _now: Instant, _id: &str, _to: &str) -> Result<(), String> {
+        Err("not in a cluster".into())
+    }
+    /// `ikectl drain` (`undrain` when `on` is false).
+    fn drain(&mut self, _now: Instant, _node: &str, _on: bool) -> Result<(), String> {
+        Err("not in a cluster".into())
     }
 }

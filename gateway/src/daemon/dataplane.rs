@@ -13,8 +13,8 @@ use ike::wire::IpTrafficSelector;
 use ike::wire::registry::{EncrId, IntegId};
 use xfrm::{
     AeadAlgorithm, AuthAlgorithm, Crypto, Dataplane, Direction, EncAlgorithm, Key, Lifetime, Mode,
-    OwnedRange, PolicyAction, PolicyId, PolicySpec, Prefix, ReplayEventThresholds, SaId, SaSpec,
-    Selector, Spi, Template, UdpEncap,
+    OwnedRange, PolicyAction, PolicyId, PolicySpec, Prefix, ReplayEventThresholds, ReplayState,
+    SaId, SaSpec, Selector, Spi, Template, UdpEncap,
 };
 
 /// Priority of our policies (lower is preferred by the kernel); leaves room above and
@@ -73,11 +73,30 @@ fn mode(m: IpsecMode) -> Mode {
     }
 }
 
+/// What a cluster adds to a Child SA install (see `cluster::sa::ClusterInstall`); the
+/// default is a standalone gateway's install.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InstallOptions {
+    /// Initial replay state of the inbound SA (takeover, transfer).
+    pub inbound_replay: Option<ReplayState>,
+    /// Initial replay state of the outbound SA: `oseq` is the last number used.
+    pub outbound_replay: Option<ReplayState>,
+    /// (soft, hard) packet lifetimes of the outbound SA: the sequence number lease.
+    pub outbound_packets: Option<(u64, u64)>,
+    /// Asynchronous replay events (checkpoints for replication); `None`: none.
+    pub replay_events: Option<ReplayEventThresholds>,
+    /// Replace an SA with the same SPI left by an earlier ownership of the same Child
+    /// SA on this node (a cluster takeover or transfer back); a standalone gateway's
+    /// SPIs are fresh, so there an existing SA is an error.
+    pub replace_existing: bool,
+}
+
 fn sa_spec(
     ci: &ChildInstall,
     half: &ChildSaHalf,
     inbound: bool,
     reqid: u32,
+    opts: &InstallOptions,
 ) -> Result<SaSpec, String> {
     let mut spec = SaSpec::new(
         SaId::esp(half.dst, Spi(half.spi)),
@@ -92,10 +111,11 @@ fn sa_spec(
     // XFRM_MSG_NEWAE per 2 packets per SA), and under traffic that flood keeps the
     // daemon's event drain busy and starves IKE (tests/esp_vm.rs: a Child SA rekey
     // under 200 packets/s went unanswered). Nothing consumes replay events yet.
-    spec.replay_events = Some(ReplayEventThresholds {
+    // A cluster asks for rate-limited events instead (`InstallOptions::replay_events`).
+    spec.replay_events = Some(opts.replay_events.unwrap_or(ReplayEventThresholds {
         packets: 0,
         timer_jiffies: 0,
-    });
+    }));
     spec.replay_window = if inbound { 128 } else { 0 };
     if ci.suite.esn {
         spec.replay_window = spec.replay_window.max(1);
@@ -119,6 +139,15 @@ fn sa_spec(
         hard_add_secs: ci.hard_lifetime.map(|d| d.as_secs().max(1)),
         ..Lifetime::default()
     };
+    if inbound {
+        spec.replay_state.clone_from(&opts.inbound_replay);
+    } else {
+        spec.replay_state.clone_from(&opts.outbound_replay);
+        if let Some((soft, hard)) = opts.outbound_packets {
+            spec.lifetime.soft_packets = Some(soft);
+            spec.lifetime.hard_packets = Some(hard);
+        }
+    }
     Ok(spec)
 }
 
@@ -225,22 +254,55 @@ fn policies(
 /// §2.8: the peer is ready once it deletes the replaced SA). Installing both at once
 /// lost ~140 ms of gateway-to-client packets per rekey (tests/esp_vm.rs).
 pub fn install(dp: &mut dyn Dataplane, owned: OwnedRange, ci: &ChildInstall) -> Result<(), String> {
+    install_with(dp, owned, ci, &InstallOptions::default())
+}
+
+/// [`install`] with a cluster's replay states, lease and replay events.
+pub fn install_with(
+    dp: &mut dyn Dataplane,
+    owned: OwnedRange,
+    ci: &ChildInstall,
+    opts: &InstallOptions,
+) -> Result<(), String> {
     let reqid = kernel_reqid(owned, ci.reqid);
-    let sa_in = sa_spec(ci, &ci.inbound, true, reqid)?;
-    dp.add_sa(&sa_in).map_err(|e| e.to_string())?;
+    let sa_in = sa_spec(ci, &ci.inbound, true, reqid, opts)?;
+    add_sa(dp, &sa_in, opts.replace_existing)?;
     if ci.replaces.is_some() {
         return Ok(());
     }
-    let sa_out = sa_spec(ci, &ci.outbound, false, reqid)?;
-    if let Err(e) = dp.add_sa(&sa_out) {
+    let sa_out = sa_spec(ci, &ci.outbound, false, reqid, opts)?;
+    if let Err(e) = add_sa(dp, &sa_out, opts.replace_existing) {
         let _ = dp.delete_sa(&sa_in.id);
-        return Err(e.to_string());
+        return Err(e);
     }
+    install_policies(dp, ci, reqid, &sa_in, &sa_out)
+}
+
+fn add_sa(dp: &mut dyn Dataplane, spec: &SaSpec, replace: bool) -> Result<(), String> {
+    match dp.add_sa(spec) {
+        Ok(()) => Ok(()),
+        Err(e) if replace && e.is_exists() => {
+            dp.delete_sa(&spec.id).map_err(|e| e.to_string())?;
+            dp.add_sa(spec).map_err(|e| e.to_string())
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn install_policies(
+    dp: &mut dyn Dataplane,
+    ci: &ChildInstall,
+    reqid: u32,
+    sa_in: &SaSpec,
+    sa_out: &SaSpec,
+) -> Result<(), String> {
     let sels = selectors(&ci.local_ts, &ci.remote_ts);
     let local = ci.inbound.dst;
     let remote = ci.outbound.dst;
     let specs = policies(&sels, ci.mode, reqid, local, remote);
     for (i, p) in specs.iter().enumerate() {
+        // An existing policy with the same selector (a block policy a cluster node held
+        // while another owned the Child SA) is switched over.
         let r = dp.add_policy(p).or_else(|e| {
             if e.is_exists() {
                 dp.update_policy(p)
@@ -266,9 +328,19 @@ pub fn install_outbound(
     owned: OwnedRange,
     ci: &ChildInstall,
 ) -> Result<(), String> {
+    install_outbound_with(dp, owned, ci, &InstallOptions::default())
+}
+
+/// [`install_outbound`] with a cluster's replay state and lease.
+pub fn install_outbound_with(
+    dp: &mut dyn Dataplane,
+    owned: OwnedRange,
+    ci: &ChildInstall,
+    opts: &InstallOptions,
+) -> Result<(), String> {
     let reqid = kernel_reqid(owned, ci.reqid);
-    let sa_out = sa_spec(ci, &ci.outbound, false, reqid)?;
-    dp.add_sa(&sa_out).map_err(|e| e.to_string())
+    let sa_out = sa_spec(ci, &ci.outbound, false, reqid, opts)?;
+    add_sa(dp, &sa_out, opts.replace_existing)
 }
 
 /// Removes a Child SA and, unless a newer one keeps them, its policies. Objects already
@@ -293,6 +365,59 @@ pub fn delete(dp: &mut dyn Dataplane, owned: OwnedRange, cd: &ChildDelete) -> Re
                 let id: PolicyId = p.id();
                 note(dp.delete_policy(&id));
             }
+        }
+    }
+    first_err.map_or(Ok(()), Err)
+}
+
+/// A cluster non-owner's policies for a Child SA another node owns: the same selectors
+/// as the owner's IPsec policies, action block, so the tunnel's traffic is never
+/// forwarded in the clear here (DESIGN §4). Existing policies (ours, on a transfer
+/// out) are switched to block.
+pub fn block(
+    dp: &mut dyn Dataplane,
+    owned: OwnedRange,
+    reqid: u32,
+    mode: IpsecMode,
+    (local, remote): (IpAddr, IpAddr),
+    (local_ts, remote_ts): (&[IpTrafficSelector], &[IpTrafficSelector]),
+) -> Result<(), String> {
+    let reqid = kernel_reqid(owned, reqid);
+    let sels = selectors(local_ts, remote_ts);
+    for mut p in policies(&sels, mode, reqid, local, remote) {
+        p.action = PolicyAction::Block;
+        p.templates.clear();
+        dp.add_policy(&p)
+            .or_else(|e| {
+                if e.is_exists() {
+                    dp.update_policy(&p)
+                } else {
+                    Err(e)
+                }
+            })
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Removes the policies [`block`] installed (missing ones are not errors).
+pub fn unblock(
+    dp: &mut dyn Dataplane,
+    owned: OwnedRange,
+    reqid: u32,
+    mode: IpsecMode,
+    (local, remote): (IpAddr, IpAddr),
+    (local_ts, remote_ts): (&[IpTrafficSelector], &[IpTrafficSelector]),
+) -> Result<(), String> {
+    let reqid = kernel_reqid(owned, reqid);
+    let sels = selectors(local_ts, remote_ts);
+    let mut first_err = None;
+    for p in policies(&sels, mode, reqid, local, remote) {
+        if let Err(e) = dp.delete_policy(&p.id())
+            && !e.is_not_found()
+            && first_err.is_none()
+        {
+            first_err = Some(e.to_string());
         }
     }
     first_err.map_or(Ok(()), Err)

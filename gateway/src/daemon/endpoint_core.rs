@@ -218,7 +218,7 @@ impl EndpointCore {
     }
 }
 
-fn event(e: SaEvent) -> Event {
+pub(crate) fn event(e: SaEvent) -> Event {
     match e {
         SaEvent::IkeUp {
             id,

@@ -2,6 +2,7 @@
 //! executor of the protocol core's outputs. Small by design (quinn's driver, DESIGN §1):
 //! all protocol decisions are the core's.
 
+pub mod cluster_core;
 pub mod control_server;
 pub mod core;
 pub mod dataplane;
@@ -16,7 +17,12 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use self::core::{Core, Event, Output};
+use cluster::channel::{Channel, ChannelConfig, ChannelEvent};
+use cluster::{ClusterKey, NodeId};
+use heartbeat::driver::{Heartbeat, boot_incarnation};
+use heartbeat::{Detector, DetectorConfig, MembershipEvent};
+
+use self::core::{ClusterInput, Core, Event, Output};
 use self::udp::{Bound, Datagram};
 use crate::config::{ConfigError, DataplaneKind, GatewayConfig};
 use crate::control::{IkeSaView, Request, Response, StatusView};
@@ -29,6 +35,9 @@ pub enum DaemonError {
     /// The configuration is invalid.
     #[error("{0}")]
     Config(#[from] ConfigError),
+    /// `[cluster]` could not be brought up (key file, node names).
+    #[error("cluster: {0}")]
+    Cluster(String),
     /// A socket or file could not be opened.
     #[error("cannot {what} {target}: {source}")]
     Io {
@@ -51,18 +60,99 @@ fn io_err(what: &'static str, target: impl ToString) -> impl FnOnce(std::io::Err
 }
 
 /// The protocol core this build runs for `config`: `ike::endpoint` on the configured
-/// data plane.
-pub fn default_core(config: &GatewayConfig) -> Result<Box<dyn Core>, DaemonError> {
+/// data plane, wrapped in a cluster node when `[cluster]` is present. `incarnation` is
+/// this boot's (see [`heartbeat::driver::boot_incarnation`]).
+pub fn default_core(
+    config: &GatewayConfig,
+    incarnation: u64,
+) -> Result<Box<dyn Core>, DaemonError> {
     let dp = endpoint_core::open_dataplane(config).map_err(|e| DaemonError::Io {
         what: "open the data plane",
         target: format!("{:?}", config.gateway.dataplane),
         source: std::io::Error::other(e),
     })?;
+    if config.cluster.is_some() {
+        return Ok(Box::new(
+            cluster_core::ClusterCore::new(config, dp, Instant::now(), incarnation)
+                .map_err(DaemonError::Cluster)?,
+        ));
+    }
     Ok(Box::new(endpoint_core::EndpointCore::new(
         config,
         dp,
         Instant::now(),
     )))
+}
+
+/// The cluster's I/O: the heartbeat task and the replication channel.
+struct ClusterIo {
+    channel: Channel,
+    heartbeat: Heartbeat,
+    interval: std::time::Duration,
+}
+
+/// Receivers of the cluster's I/O, polled by the main loop.
+struct ClusterRx {
+    channel: mpsc::Receiver<ChannelEvent>,
+    membership: mpsc::UnboundedReceiver<MembershipEvent>,
+}
+
+/// Starts the heartbeat (UDP) and the replication channel (TCP), both on `[cluster]
+/// listen`.
+async fn start_cluster(
+    config: &GatewayConfig,
+    incarnation: u64,
+) -> Result<Option<(ClusterIo, ClusterRx)>, DaemonError> {
+    let Some(c) = &config.cluster else {
+        return Ok(None);
+    };
+    let key = ClusterKey::load(&c.key_file).map_err(|e| DaemonError::Cluster(e.to_string()))?;
+    let (me, _) = cluster_core::cluster_nodes(c).map_err(DaemonError::Cluster)?;
+    let mut peers = std::collections::BTreeMap::new();
+    for (name, addr) in &c.peers {
+        let n = NodeId::new(name).map_err(|e| DaemonError::Cluster(e.to_string()))?;
+        peers.insert(n, *addr);
+    }
+    let sock = tokio::net::UdpSocket::bind(c.listen)
+        .await
+        .map_err(io_err("bind the heartbeat socket", c.listen))?;
+    let mut dcfg = DetectorConfig::new(me.clone(), peers.keys().cloned().collect());
+    dcfg.interval = c.heartbeat_interval;
+    dcfg.multiplier = u8::try_from(c.heartbeat_multiplier).unwrap_or(u8::MAX);
+    let det = Detector::new(dcfg, &key, incarnation, Instant::now());
+    let (heartbeat, membership) = Heartbeat::spawn(sock, det, peers.clone())
+        .map_err(io_err("start the heartbeat on", c.listen))?;
+    let ccfg = ChannelConfig::new(me, c.listen, peers, key, incarnation);
+    let (channel, chan_rx) = Channel::start(ccfg)
+        .await
+        .map_err(io_err("listen for replication on", c.listen))?;
+    Ok(Some((
+        ClusterIo {
+            channel,
+            heartbeat,
+            interval: c.heartbeat_interval,
+        },
+        ClusterRx {
+            channel: chan_rx,
+            membership,
+        },
+    )))
+}
+
+async fn recv_channel(rx: &mut Option<mpsc::Receiver<ChannelEvent>>) -> Option<ChannelEvent> {
+    match rx {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn recv_membership(
+    rx: &mut Option<mpsc::UnboundedReceiver<MembershipEvent>>,
+) -> Option<MembershipEvent> {
+    match rx {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// A running daemon.
@@ -103,9 +193,10 @@ pub async fn start(
     let config_path =
         &std::fs::canonicalize(config_path).unwrap_or_else(|_| config_path.to_path_buf());
     let config = GatewayConfig::load(config_path)?;
-    let core = match core {
+    let incarnation = boot_incarnation();
+    let mut core = match core {
         Some(c) => c,
-        None => default_core(&config)?,
+        None => default_core(&config, incarnation)?,
     };
     let metrics = Arc::new(Metrics::new());
     let g = &config.gateway;
@@ -160,6 +251,21 @@ pub async fn start(
         ))?;
     let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(io_err("install a handler for", "SIGHUP"))?;
+    let (cluster_io, cluster_rx) = match start_cluster(&config, incarnation).await? {
+        Some((io, rx)) => {
+            core.handle_cluster(
+                Instant::now(),
+                ClusterInput::Membership(io.heartbeat.membership()),
+            );
+            tracing::info!(
+                node = config.cluster.as_ref().map_or("", |c| c.node.as_str()),
+                listen = %io.channel.local_addr(),
+                "cluster heartbeat and replication started"
+            );
+            (Some(io), Some(rx))
+        }
+        None => (None, None),
+    };
 
     let (dgram_tx, dgram_rx) = mpsc::channel::<Datagram>(1024);
     let (ctl_tx, ctl_rx) = mpsc::channel(64);
@@ -194,8 +300,9 @@ pub async fn start(
         keylog,
         started: Instant::now(),
         reloads: 0,
+        cluster: cluster_io,
     };
-    let main = tokio::spawn(runtime.run(dgram_rx, ctl_rx, hangup, shutdown_rx));
+    let main = tokio::spawn(runtime.run(dgram_rx, ctl_rx, hangup, shutdown_rx, cluster_rx));
     Ok(DaemonHandle {
         udp: udp_addrs,
         control_socket,
@@ -214,6 +321,7 @@ struct Runtime {
     keylog: Option<KeyLog>,
     started: Instant,
     reloads: u64,
+    cluster: Option<ClusterIo>,
 }
 
 impl Runtime {
@@ -223,7 +331,12 @@ impl Runtime {
         mut control: mpsc::Receiver<control_server::ControlMsg>,
         mut hangup: tokio::signal::unix::Signal,
         mut shutdown: oneshot::Receiver<()>,
+        cluster_rx: Option<ClusterRx>,
     ) {
+        let (mut chan_rx, mut member_rx) = match cluster_rx {
+            Some(r) => (Some(r.channel), Some(r.membership)),
+            None => (None, None),
+        };
         loop {
             let deadline = self.core.poll_timeout();
             let sleep = tokio::time::sleep_until(
@@ -244,9 +357,24 @@ impl Runtime {
                     tracing::info!("SIGHUP: reloading the configuration");
                     let _ = self.reload();
                 }
+                Some(ev) = recv_channel(&mut chan_rx) => {
+                    self.core.handle_cluster(Instant::now(), ClusterInput::Channel(ev));
+                }
+                Some(ev) = recv_membership(&mut member_rx) => {
+                    let (MembershipEvent::MemberUp { view, .. }
+                    | MembershipEvent::MemberDown { view, .. }) = &ev;
+                    log_membership(&ev);
+                    self.core.handle_cluster(Instant::now(), ClusterInput::Membership(view.clone()));
+                }
                 _ = &mut shutdown => break,
             }
             self.drain().await;
+        }
+        if let Some(c) = &self.cluster {
+            // Peers drop us at once instead of after the detection time; the
+            // announcement is repeated for a few intervals.
+            c.heartbeat.leave();
+            tokio::time::sleep(c.interval * 3).await;
         }
         tracing::info!("batond stopped");
     }
@@ -264,6 +392,19 @@ impl Runtime {
                 }
                 Output::NatKeepalive { local, remote } => {
                     send_raw(&self.bound, &self.metrics, local, remote, &[0xff]).await;
+                }
+                Output::Replicate { to, data } => {
+                    if let Some(c) = &self.cluster
+                        && let Err(e) = c.channel.send(&to, data)
+                    {
+                        // The session just went; the log resends after it is back.
+                        tracing::debug!(node = %to, error = %e, "replication message not sent");
+                    }
+                }
+                Output::DisconnectPeer { node } => {
+                    if let Some(c) = &self.cluster {
+                        c.channel.disconnect(&node);
+                    }
                 }
                 Output::KeyLog(line) => {
                     if let Some(k) = &mut self.keylog
@@ -315,13 +456,7 @@ impl Runtime {
     }
 
     fn not_clustered(&self) -> Response {
-        match &self.config.cluster {
-            None => Response::err("not in a cluster"),
-            Some(c) => Response::err(format!(
-                "not in a cluster: [cluster] is configured (node \"{}\") but clustering is not active in this build",
-                c.node
-            )),
-        }
+        Response::err("not in a cluster (no [cluster] section in the configuration)")
     }
 
     fn control(&mut self, req: Request) -> Response {
@@ -382,9 +517,39 @@ impl Runtime {
                 Ok(v) => Response::ok(&v),
                 Err(e) => Response::err(e),
             },
-            Request::Cluster | Request::Transfer { .. } | Request::Drain { .. } => {
-                self.not_clustered()
+            Request::Cluster => match self.core.cluster_status() {
+                Some(v) => Response::ok(&v),
+                None => self.not_clustered(),
+            },
+            Request::Transfer { sa, to } => {
+                if self.config.cluster.is_none() {
+                    return self.not_clustered();
+                }
+                match self.find(&sa) {
+                    Ok(v) => match self.core.transfer(Instant::now(), &v.id, &to) {
+                        Ok(()) => {
+                            tracing::info!(sa = %v.id, %to, "transfer requested by the operator");
+                            Response::ok(&serde_json::json!({ "transferring": v.id, "to": to }))
+                        }
+                        Err(e) => Response::err(e),
+                    },
+                    Err(e) => Response::err(format!("{e} on this node (ask the SA's owner)")),
+                }
             }
+            Request::Drain { node } => match self.core.drain(Instant::now(), &node, true) {
+                Ok(()) => {
+                    tracing::info!(%node, "drain requested by the operator");
+                    Response::ok(&serde_json::json!({ "draining": node }))
+                }
+                Err(e) => Response::err(e),
+            },
+            Request::Undrain { node } => match self.core.drain(Instant::now(), &node, false) {
+                Ok(()) => {
+                    tracing::info!(%node, "drain ended by the operator");
+                    Response::ok(&serde_json::json!({ "undrained": node }))
+                }
+                Err(e) => Response::err(e),
+            },
         }
     }
 
@@ -541,5 +706,23 @@ fn log_event(e: &Event) {
             tracing::info!(sa = %id, "Message IDs synchronised (RFC 6311)");
         }
         Event::DataplaneError { message } => tracing::error!(%message, "data plane error"),
+        Event::Cluster { kind, sa, detail } => {
+            if *kind == "ack_timeout" {
+                tracing::warn!(%detail, "cluster: ack timeout");
+            } else {
+                tracing::info!(event = kind, sa = sa.as_deref().unwrap_or("-"), %detail, "cluster");
+            }
+        }
+    }
+}
+
+fn log_membership(ev: &MembershipEvent) {
+    match ev {
+        MembershipEvent::MemberUp { node, view } => {
+            tracing::info!(%node, epoch = view.epoch, live = view.live.len(), "cluster member up");
+        }
+        MembershipEvent::MemberDown { node, reason, view } => {
+            tracing::warn!(%node, ?reason, epoch = view.epoch, live = view.live.len(), "cluster member down");
+        }
     }
 }

@@ -1,0 +1,579 @@
+//! The protocol core of a cluster node: [`cluster::sa::ClusterNode`] (which wraps the
+//! IKE endpoint) with its data-plane effects executed on the node's [`xfrm::Dataplane`]
+//! and its replication messages handed to the daemon, which owns the channel.
+//!
+//! DESIGN §4: every node sees every datagram on the shared VIP; the cluster node passes
+//! on only what this node owns; only the owner holds a Child SA's XFRM SAs and IPsec
+//! policies, the other nodes hold block policies for it.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant, SystemTime};
+
+use cluster::NodeId;
+use cluster::channel::ChannelEvent;
+use cluster::replog::ReplConfig;
+use cluster::sa::{
+    BlockPolicies, ClusterConfig, ClusterEffect, ClusterEvent, ClusterInstall, ClusterNode,
+    SyncMode as NodeSyncMode,
+};
+use ike::endpoint::{Effect, Endpoint, EndpointConfig, SaEvent};
+use ike::sa::IkeSaId;
+use xfrm::{Dataplane, DataplaneEvent, OwnedRange, ReplayEventThresholds, ReplayState};
+
+use super::core::{ClusterInput, Core, Counts, Event, Output};
+use super::dataplane::{self, InstallOptions};
+use super::endpoint_core::{endpoint_config, event, view};
+use crate::config::{ClusterSettings, GatewayConfig, SyncMode};
+use crate::control::{ClusterCountersView, ClusterView, IkeSaView, MemberView};
+
+/// How often the data plane is asked for events (replay checkpoints, expiries).
+const DATAPLANE_POLL: Duration = Duration::from_millis(100);
+
+/// Replay events: at most one per SA per this many jiffies (1 s at Debian's HZ=250),
+/// or at once after this many packets. They are checkpoints for replication and
+/// lease renewal, not per-packet state (DESIGN §4).
+const REPLAY_EVENT_TIMER_JIFFIES: u32 = 250;
+
+/// The inbound SPI range every node's share is cut from.
+const SPI_SPACE: (u32, u32) = (0xc000_0000, 0xcfff_ffff);
+
+/// Every configured node's name, this one included, sorted; errors name the key.
+pub fn cluster_nodes(s: &ClusterSettings) -> Result<(NodeId, Vec<NodeId>), String> {
+    let me = NodeId::new(&s.node).map_err(|e| format!("cluster.node: {e}"))?;
+    let mut nodes = vec![me.clone()];
+    for name in s.peers.keys() {
+        nodes.push(NodeId::new(name).map_err(|e| format!("cluster.peers: {e}"))?);
+    }
+    nodes.sort();
+    nodes.dedup();
+    Ok((me, nodes))
+}
+
+/// This node's share of the inbound SPI space: disjoint from every other configured
+/// node's, so an SA keeps its SPI wherever it moves and two nodes never pick the same.
+pub fn spi_share(me: &NodeId, nodes: &[NodeId]) -> (u32, u32) {
+    let n = u32::try_from(nodes.len().max(1)).unwrap_or(u32::MAX);
+    let i = nodes
+        .iter()
+        .position(|x| x == me)
+        .and_then(|i| u32::try_from(i).ok())
+        .unwrap_or(0);
+    let width = (SPI_SPACE.1 - SPI_SPACE.0) / n;
+    let lo = SPI_SPACE.0 + i * width;
+    (lo, lo + width - 1)
+}
+
+fn node_endpoint_config(cfg: &GatewayConfig, spis: (u32, u32)) -> EndpointConfig {
+    let mut c = endpoint_config(cfg);
+    c.spi_range = spis;
+    c
+}
+
+/// A cluster node's core.
+pub struct ClusterCore {
+    node: ClusterNode,
+    dataplane: Box<dyn Dataplane>,
+    owned: OwnedRange,
+    spis: (u32, u32),
+    out: VecDeque<Output>,
+    child_sas: usize,
+    next_dataplane_poll: Instant,
+    /// Rekeyed Child SAs whose outbound SA waits for the replaced one's deletion (as in
+    /// [`super::endpoint_core`]), keyed by the replaced inbound SPI.
+    pending_outbound: Vec<(u32, ClusterInstall)>,
+    replay_events: ReplayEventThresholds,
+}
+
+impl std::fmt::Debug for ClusterCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterCore")
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClusterCore {
+    /// The core of node `[cluster] node` of `cfg`. `incarnation` is this boot's (the
+    /// heartbeat's and the channel's): replication versions start above it.
+    pub fn new(
+        cfg: &GatewayConfig,
+        dataplane: Box<dyn Dataplane>,
+        now: Instant,
+        incarnation: u64,
+    ) -> Result<Self, String> {
+        let s = cfg
+            .cluster
+            .as_ref()
+            .ok_or_else(|| "no [cluster] section".to_owned())?;
+        let (me, nodes) = cluster_nodes(s)?;
+        let spis = spi_share(&me, &nodes);
+        let mut ccfg = ClusterConfig::new(me, nodes);
+        ccfg.sync = match s.sync {
+            SyncMode::Ack => NodeSyncMode::Ack,
+            SyncMode::Async => NodeSyncMode::Async,
+        };
+        let lease_chunk = ccfg.lease_chunk;
+        let mut endpoint = Endpoint::new(node_endpoint_config(cfg, spis), now);
+        endpoint.set_wall_clock(now, SystemTime::now());
+        let repl = ReplConfig {
+            counter_floor: incarnation,
+            ..ReplConfig::default()
+        };
+        Ok(Self {
+            node: ClusterNode::new(ccfg, endpoint, repl),
+            dataplane,
+            owned: OwnedRange::default(),
+            spis,
+            out: VecDeque::new(),
+            child_sas: 0,
+            next_dataplane_poll: now + DATAPLANE_POLL,
+            pending_outbound: Vec::new(),
+            replay_events: ReplayEventThresholds {
+                // A quarter of a lease: a renewal (at half the lease) is never late by
+                // more than that, whatever the packet rate.
+                packets: u32::try_from(lease_chunk / 4).unwrap_or(u32::MAX),
+                timer_jiffies: REPLAY_EVENT_TIMER_JIFFIES,
+            },
+        })
+    }
+
+    fn error(&mut self, message: String) {
+        self.out
+            .push_back(Output::Event(Event::DataplaneError { message }));
+    }
+
+    fn options(&self, ci: &ClusterInstall) -> InstallOptions {
+        InstallOptions {
+            inbound_replay: ci.inbound_replay.clone(),
+            outbound_replay: ci.outbound_replay.clone(),
+            outbound_packets: Some((ci.outbound_soft_packets, ci.outbound_hard_packets)),
+            replay_events: Some(self.replay_events),
+            replace_existing: true,
+        }
+    }
+
+    /// Executes the cluster node's effects until none is left.
+    fn pump(&mut self, now: Instant) {
+        while let Some(e) = self.node.poll_effect() {
+            match e {
+                ClusterEffect::Ike(e) => self.ike_effect(e),
+                ClusterEffect::InstallChild(ci) => {
+                    let opts = self.options(&ci);
+                    match dataplane::install_with(
+                        self.dataplane.as_mut(),
+                        self.owned,
+                        &ci.child,
+                        &opts,
+                    ) {
+                        Err(message) => self.error(format!(
+                            "install Child SA {:08x}: {message}",
+                            ci.child.inbound.spi
+                        )),
+                        Ok(()) => {
+                            if let Some((old_in, _)) = ci.child.replaces {
+                                self.pending_outbound.push((old_in, *ci));
+                            }
+                        }
+                    }
+                }
+                ClusterEffect::BlockPolicies(b) => {
+                    if let Err(m) = with_block(self.dataplane.as_mut(), self.owned, &b, true) {
+                        self.error(format!("block policies of {}: {m}", b.ike_sa));
+                    }
+                }
+                ClusterEffect::RemoveBlockPolicies(b) => {
+                    if let Err(m) = with_block(self.dataplane.as_mut(), self.owned, &b, false) {
+                        self.error(format!("remove block policies of {}: {m}", b.ike_sa));
+                    }
+                }
+                ClusterEffect::ReadReplayState { spi, dst } => {
+                    let id = xfrm::SaId::esp(dst, xfrm::Spi(spi));
+                    let st = match self.dataplane.get_replay_state(&id) {
+                        Ok(st) => st,
+                        Err(e) => {
+                            // Unknown counters: claim the whole 32-bit space as used so
+                            // the receiver of a transfer can never reuse a number (it
+                            // rekeys instead).
+                            self.error(format!("read replay state of {spi:08x}: {e}"));
+                            ReplayState {
+                                oseq: u64::from(u32::MAX),
+                                seq: 0,
+                                bitmap: Vec::new(),
+                            }
+                        }
+                    };
+                    self.node.handle_replay_state(now, spi, &st);
+                }
+                ClusterEffect::UpdateOutboundLease {
+                    spi_out,
+                    dst,
+                    hard_packets,
+                    soft_packets,
+                } => {
+                    let id = xfrm::SaId::esp(dst, xfrm::Spi(spi_out));
+                    let r = self.dataplane.get_sa(&id).and_then(|mut info| {
+                        info.spec.lifetime.hard_packets = Some(hard_packets);
+                        info.spec.lifetime.soft_packets = Some(soft_packets);
+                        info.spec.replay_state = None;
+                        self.dataplane.update_sa(&info.spec)
+                    });
+                    if let Err(e) = r {
+                        self.error(format!("renew the lease of {spi_out:08x}: {e}"));
+                    }
+                }
+                ClusterEffect::Replicate { to, data } => {
+                    self.out.push_back(Output::Replicate { to, data });
+                }
+                ClusterEffect::Event(ev) => self.out.push_back(Output::Event(cluster_event(ev))),
+            }
+        }
+    }
+
+    fn ike_effect(&mut self, e: Effect) {
+        match e {
+            Effect::Send {
+                local,
+                remote,
+                data,
+            } => self.out.push_back(Output::Send {
+                local,
+                remote,
+                data,
+            }),
+            Effect::InstallChild(ci) => {
+                // Not produced through a cluster node (it decorates installs); a plain
+                // install is still better than none.
+                if let Err(m) = dataplane::install(self.dataplane.as_mut(), self.owned, &ci) {
+                    self.error(format!("install Child SA {:08x}: {m}", ci.inbound.spi));
+                }
+            }
+            Effect::DeleteChild(cd) => {
+                // The replaced Child SA goes: its successor's outbound SA comes in first.
+                let spi_in = cd.spi_in;
+                let (ready, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_outbound)
+                    .into_iter()
+                    .filter(|(_, ci)| ci.child.inbound.spi != spi_in)
+                    .partition(|(old_in, _)| *old_in == spi_in);
+                self.pending_outbound = rest;
+                for (_, ci) in ready {
+                    let opts = self.options(&ci);
+                    if let Err(m) = dataplane::install_outbound_with(
+                        self.dataplane.as_mut(),
+                        self.owned,
+                        &ci.child,
+                        &opts,
+                    ) {
+                        self.error(format!(
+                            "install outbound SA {:08x}: {m}",
+                            ci.child.outbound.spi
+                        ));
+                    }
+                }
+                if let Err(m) = dataplane::delete(self.dataplane.as_mut(), self.owned, &cd) {
+                    self.error(format!("delete Child SA {:08x}: {m}", cd.spi_in));
+                }
+            }
+            Effect::AdvanceOutboundSequence {
+                spi_out,
+                dst,
+                delta,
+            } => {
+                let id = xfrm::SaId::esp(dst, xfrm::Spi(spi_out));
+                let r = self.dataplane.get_replay_state(&id).and_then(|mut st| {
+                    st.oseq = st.oseq.saturating_add(delta);
+                    self.dataplane.set_replay_state(&id, &st)
+                });
+                if let Err(e) = r {
+                    self.error(format!("advance sequence of {spi_out:08x}: {e}"));
+                }
+            }
+            Effect::KeyLog(line) => self.out.push_back(Output::KeyLog(line)),
+            Effect::NatKeepalive { local, remote } => {
+                self.out.push_back(Output::NatKeepalive { local, remote });
+            }
+            Effect::Event(ev) => {
+                match &ev {
+                    SaEvent::ChildUp { .. } => self.child_sas += 1,
+                    SaEvent::ChildDown { .. } => self.child_sas = self.child_sas.saturating_sub(1),
+                    _ => {}
+                }
+                self.out.push_back(Output::Event(event(ev)));
+            }
+        }
+    }
+
+    fn poll_dataplane(&mut self, now: Instant) {
+        let events = match self.dataplane.poll_events() {
+            Ok(e) => e,
+            Err(e) => {
+                self.error(format!("events: {e}"));
+                return;
+            }
+        };
+        for e in events {
+            match e {
+                DataplaneEvent::SoftExpire { sa, .. } => {
+                    self.node.handle_child_expire(now, sa.spi.0, false);
+                }
+                DataplaneEvent::HardExpire { sa, .. } => {
+                    self.node.handle_child_expire(now, sa.spi.0, true);
+                }
+                DataplaneEvent::Replay { sa, state, .. } => {
+                    self.node.handle_replay_checkpoint(now, sa.spi.0, &state);
+                }
+                DataplaneEvent::EventsLost => {
+                    tracing::warn!("XFRM events were lost (socket buffer full)");
+                }
+            }
+            self.pump(now);
+        }
+    }
+
+    fn parse_id(&self, sa: &str) -> Result<IkeSaId, String> {
+        u64::from_str_radix(sa, 16)
+            .map(IkeSaId)
+            .map_err(|_| format!("\"{sa}\" is not an IKE SA id"))
+    }
+}
+
+fn with_block(
+    dp: &mut dyn Dataplane,
+    owned: OwnedRange,
+    b: &BlockPolicies,
+    on: bool,
+) -> Result<(), String> {
+    let f = if on {
+        dataplane::block
+    } else {
+        dataplane::unblock
+    };
+    f(
+        dp,
+        owned,
+        b.reqid,
+        b.mode,
+        (b.local_addr, b.remote_addr),
+        (&b.local_ts, &b.remote_ts),
+    )
+}
+
+fn cluster_event(e: ClusterEvent) -> Event {
+    let (kind, sa, detail) = match e {
+        ClusterEvent::TookOver { id, from } => {
+            ("took_over", Some(id), format!("owner {from} is down"))
+        }
+        ClusterEvent::TransferredIn { id } => ("transferred_in", Some(id), String::new()),
+        ClusterEvent::TransferredOut { id, to } => {
+            ("transferred_out", Some(id), format!("to {to}"))
+        }
+        ClusterEvent::LostOwnership { id, to } => (
+            "lost_ownership",
+            Some(id),
+            format!("{to} holds a newer record"),
+        ),
+        ClusterEvent::SyncStarted { id, m1, p1 } => {
+            ("sync_started", Some(id), format!("M1 {m1}, P1 {p1}"))
+        }
+        ClusterEvent::AckTimeout => (
+            "ack_timeout",
+            None,
+            "an IKE response left before its record was acknowledged".to_owned(),
+        ),
+    };
+    Event::Cluster {
+        kind,
+        sa: sa.map(|i| i.to_string()),
+        detail,
+    }
+}
+
+impl Core for ClusterCore {
+    fn name(&self) -> &'static str {
+        "cluster::sa + ike::endpoint"
+    }
+
+    fn handle_datagram(
+        &mut self,
+        now: Instant,
+        local: std::net::SocketAddr,
+        remote: std::net::SocketAddr,
+        data: &[u8],
+    ) {
+        if !self.node.handle_datagram(now, local, remote, data) {
+            self.out.push_back(Output::Event(Event::Dropped {
+                reason: "not_owner".into(),
+            }));
+        }
+        self.pump(now);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        if now >= self.next_dataplane_poll {
+            self.poll_dataplane(now);
+            self.next_dataplane_poll = now + DATAPLANE_POLL;
+        }
+        self.node.handle_timeout(now);
+        self.pump(now);
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        Some(
+            self.node
+                .poll_timeout()
+                .map_or(self.next_dataplane_poll, |t| {
+                    t.min(self.next_dataplane_poll)
+                }),
+        )
+    }
+
+    fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    fn terminate(&mut self, now: Instant, id: &str) -> bool {
+        let Ok(id) = self.parse_id(id) else {
+            return false;
+        };
+        if !self.node.owns(id) {
+            return false;
+        }
+        let ok = self.node.endpoint_mut().terminate(now, id);
+        self.node.flush(now);
+        self.pump(now);
+        ok
+    }
+
+    fn list(&self, now: Instant) -> Vec<IkeSaView> {
+        let me = self.node.node().to_string();
+        self.node
+            .endpoint()
+            .list(now)
+            .into_iter()
+            .map(|i| {
+                let mut v = view(i);
+                v.owner.clone_from(&me);
+                v
+            })
+            .collect()
+    }
+
+    fn reconfigure(&mut self, config: &GatewayConfig) {
+        self.node
+            .endpoint_mut()
+            .reconfigure(node_endpoint_config(config, self.spis));
+    }
+
+    fn counts(&self) -> Counts {
+        let ep = self.node.endpoint();
+        Counts {
+            ike_sas: ep.ike_sa_count(),
+            half_open: ep.half_open_count(),
+            child_sas: self.child_sas,
+        }
+    }
+
+    fn dataplane_sas(&mut self) -> Option<usize> {
+        self.dataplane.list_sas().ok().map(|v| v.len())
+    }
+
+    fn handle_cluster(&mut self, now: Instant, input: ClusterInput) {
+        match input {
+            ClusterInput::Membership(m) => self.node.handle_membership(now, m),
+            ClusterInput::Channel(ChannelEvent::PeerConnected { node, incarnation }) => {
+                if let Err(e) = self.node.handle_peer_connected(now, &node, incarnation) {
+                    tracing::warn!(%node, error = %e, "replication session refused");
+                    self.out.push_back(Output::DisconnectPeer { node });
+                }
+            }
+            ClusterInput::Channel(ChannelEvent::PeerDisconnected { node }) => {
+                self.node.handle_peer_disconnected(now, &node);
+            }
+            ClusterInput::Channel(ChannelEvent::Message { node, msg }) => {
+                if let Err(e) = self.node.handle_repl_message(now, &node, &msg) {
+                    tracing::warn!(%node, error = %e, "replication: dropping the session");
+                    self.out.push_back(Output::DisconnectPeer { node });
+                }
+            }
+        }
+        self.pump(now);
+    }
+
+    fn cluster_status(&self) -> Option<ClusterView> {
+        let s = self.node.status();
+        let k = s.counters;
+        Some(ClusterView {
+            node: s.node.to_string(),
+            epoch: s.epoch,
+            members: s
+                .members
+                .into_iter()
+                .map(|m| MemberView {
+                    node: m.node.to_string(),
+                    live: m.live,
+                    draining: m.draining,
+                    sas_owned: m.sas_owned,
+                    connected: m.connected,
+                    replication_lag: m.replication_lag,
+                })
+                .collect(),
+            records: s.records,
+            queued_transfers: self.node.queued_transfers(),
+            counters: ClusterCountersView {
+                not_owner: k.not_owner,
+                takeovers: k.takeovers,
+                syncs_started: k.syncs_started,
+                syncs_completed: k.syncs_completed,
+                ack_timeouts: k.ack_timeouts,
+                held_datagrams: k.held_datagrams,
+                transfers_out: k.transfers_out,
+                transfers_in: k.transfers_in,
+                lease_renewals: k.lease_renewals,
+                jump_rekeys: k.jump_rekeys,
+            },
+        })
+    }
+
+    fn transfer(&mut self, now: Instant, id: &str, to: &str) -> Result<(), String> {
+        let id = self.parse_id(id)?;
+        let to = NodeId::new(to).map_err(|e| e.to_string())?;
+        let r = self.node.transfer(now, id, &to).map_err(|e| e.to_string());
+        self.pump(now);
+        r
+    }
+
+    fn drain(&mut self, now: Instant, node: &str, on: bool) -> Result<(), String> {
+        let node = NodeId::new(node).map_err(|e| e.to_string())?;
+        if !self.node.status().members.iter().any(|m| m.node == node) {
+            return Err(format!("no node \"{node}\" in this cluster"));
+        }
+        if on {
+            self.node.drain(now, &node);
+        } else {
+            self.node.undrain(now, &node);
+        }
+        self.pump(now);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn spi_shares_are_disjoint_and_inside_the_space() {
+        let nodes: Vec<NodeId> = ["a", "b", "c"]
+            .iter()
+            .map(|n| NodeId::new(n).unwrap())
+            .collect();
+        let shares: Vec<(u32, u32)> = nodes.iter().map(|n| spi_share(n, &nodes)).collect();
+        for (i, (lo, hi)) in shares.iter().enumerate() {
+            assert!(lo < hi && *lo >= SPI_SPACE.0 && *hi <= SPI_SPACE.1);
+            for (lo2, hi2) in shares.iter().skip(i + 1) {
+                assert!(hi < lo2 || hi2 < lo, "{shares:x?} overlap");
+            }
+        }
+    }
+}
