@@ -9,7 +9,9 @@ fn check_accepts_every_bundled_example() {
     for name in [
         "gateway-psk.toml",
         "gateway-cert.toml",
-        "cluster-node1.toml",
+        "cluster/gw1.toml",
+        "cluster/gw2.toml",
+        "cluster/gw3.toml",
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_batond"))
             .args(["--check", "--config"])

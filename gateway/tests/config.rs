@@ -72,11 +72,12 @@ fn bundled_examples_parse() {
     assert!(matches!(&c.remote_auth, RemoteAuth::Pubkey { cas } if cas.len() == 1));
     assert!(cert.gateway.keylog.is_some());
 
-    let node = GatewayConfig::load(&examples().join("cluster-node1.toml")).unwrap();
+    let node = GatewayConfig::load(&examples().join("cluster/gw1.toml")).unwrap();
     let cl = node.cluster.unwrap();
     assert_eq!(cl.node, "gw1");
-    assert_eq!(cl.peers.len(), 1);
-    assert!(cl.key_file.ends_with("examples/cluster.key"));
+    assert_eq!(cl.peers.len(), 2);
+    assert_eq!(cl.key_file, PathBuf::from("/tmp/baton-demo/cluster.key"));
+    assert_eq!(cl.vip, node.gateway.listen);
     assert_eq!(node.secrets[0].psk.expose(), b"example-only-cluster-psk");
 }
 
@@ -251,4 +252,20 @@ fn unreadable_file_is_reported() {
         e.starts_with("/nonexistent/baton.toml: cannot read the configuration file"),
         "{e}"
     );
+}
+
+#[test]
+fn cluster_vip_must_be_bound_by_every_node() {
+    let cluster = "\n[cluster]\nnode = \"gw1\"\nlisten = \"127.0.0.1:4510\"\nkey_file = \"k\"\n";
+    let e = error_of(&format!("{BASE}{cluster}vip = [\"192.0.2.1\"]\n"));
+    assert!(
+        e.contains(":23:8: cluster.vip: 192.0.2.1 is not in gateway.listen"),
+        "{e}"
+    );
+    let ok = GatewayConfig::parse(
+        Path::new("t.toml"),
+        &format!("{BASE}{cluster}vip = [\"127.0.0.1\"]\n"),
+    )
+    .unwrap();
+    assert_eq!(ok.cluster.unwrap().vip.len(), 1);
 }

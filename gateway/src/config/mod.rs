@@ -228,6 +228,25 @@ impl Builder<'_> {
             .as_ref()
             .map(|c| self.cluster(c.get_ref()))
             .transpose()?;
+        if let (Some(c), Some(raw_c)) = (&cluster, &raw.cluster) {
+            // Every node answers IKE on the shared VIP, so it must be bound.
+            let wildcard = gateway.listen.iter().any(IpAddr::is_unspecified);
+            for (v, span) in c
+                .vip
+                .iter()
+                .zip(raw_c.get_ref().vip.iter().map(Spanned::span))
+            {
+                if !wildcard && !gateway.listen.contains(v) {
+                    return Err(self.err(
+                        span,
+                        "cluster.vip",
+                        format!(
+                            "{v} is not in gateway.listen: every node must bind the shared VIP"
+                        ),
+                    ));
+                }
+            }
+        }
         Ok(GatewayConfig {
             path: self.map.file.to_path_buf(),
             gateway,
