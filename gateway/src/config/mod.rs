@@ -88,8 +88,8 @@ pub enum SyncMode {
     Async,
 }
 
-/// `[cluster]`, validated (not yet wired into the daemon).
-#[derive(Clone, Debug)]
+/// `[cluster]`, validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClusterSettings {
     /// This node's name.
     pub node: String,

@@ -587,6 +587,9 @@ impl Runtime {
         if old.dataplane != fresh.dataplane {
             restart_needed.push("gateway.dataplane");
         }
+        if self.config.cluster != new.cluster {
+            restart_needed.push("cluster");
+        }
         if old.keylog != fresh.keylog {
             self.keylog = match &fresh.keylog {
                 None => None,
@@ -606,6 +609,9 @@ impl Runtime {
             );
         }
         self.core.reconfigure(&new);
+        // The running cluster is the one the daemon started with.
+        let mut new = new;
+        new.cluster.clone_from(&self.config.cluster);
         let connections: Vec<String> = new.connections.iter().map(|c| c.name.clone()).collect();
         self.config = new;
         self.reloads += 1;
