@@ -70,6 +70,7 @@ kill9() {
 }
 
 client() {
+  rm -rf "$RUN/client"
   mkdir -p "$RUN/client"
   cat >"$RUN/client/strongswan.conf" <<EOF
 charon {
@@ -78,6 +79,8 @@ charon {
   plugins { vici { socket = unix://$RUN/client/charon.vici } }
   filelog { main { path = $RUN/client/charon.log
     time_format = %T
+    append = no
+    flush_line = yes
     default = 1
     ike = 2 } }
 }
