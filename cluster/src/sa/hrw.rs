@@ -52,6 +52,15 @@ pub(crate) fn init_key(spi_i: u64, remote: std::net::IpAddr) -> u64 {
     mix(spi_i ^ mix(a))
 }
 
+/// The HRW key of a virtual IP address (its share of an address pool).
+pub(crate) fn addr_key(addr: std::net::IpAddr) -> u64 {
+    let v = match addr {
+        std::net::IpAddr::V4(a) => u128::from(u32::from(a)),
+        std::net::IpAddr::V6(a) => u128::from(a),
+    };
+    mix((v as u64) ^ mix((v >> 64) as u64 ^ 0x5ca1_ab1e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,6 +13,16 @@
 //! dies, HRW of the SPI pair over the survivors names the new owner, on every survivor
 //! alike; a record naming a live owner (e.g. after a transfer) always wins.
 //!
+//! # Virtual IP pools
+//! Every pool is split among the *configured* nodes by HRW of each address over all of
+//! them, live or not ([`ClusterNode::new`] installs the filter on the endpoint's pools):
+//! a node hands out only its own share, so two nodes never lease the same address, even
+//! in a partition. The cost: while a node is down, its share of the free addresses is not
+//! handed out by anyone (size pools for it). Leases of other nodes' SAs are recorded from
+//! their replicated records (and released by their tombstones), and a node hands out
+//! nothing until it holds every live member's records (after a restart it learns which
+//! addresses of its share survivors still use).
+//!
 //! # Sequence number fencing
 //! Outbound ESP sequence numbers are leased: see `docs/architecture.md` ("Cluster") for
 //! the argument that no (SPI, sequence number) pair is used twice.
@@ -20,6 +30,7 @@
 mod hrw;
 mod node;
 mod record;
+mod standby;
 mod takeover;
 mod transfer;
 

@@ -88,6 +88,11 @@ pub struct ClusterNode {
     pub(super) transfer_next: Option<Instant>,
     /// A takeover waits until we hold what the live members hold.
     pub(super) takeover_pending: bool,
+    /// Pools hand out nothing until we hold the live members' records (their leases).
+    pub(super) pools_paused: bool,
+    /// Virtual IP of every IKE SA we know (owned or replicated), and how many use each.
+    pub(super) sa_vips: HashMap<u64, IpAddr>,
+    pub(super) vip_refs: HashMap<IpAddr, u32>,
     pub(super) counters: ClusterCounters,
 }
 
@@ -106,7 +111,14 @@ impl ClusterNode {
     /// A node wrapping `endpoint` (give each node a disjoint `spi_range`), replicating
     /// to the other configured nodes with `repl`. Only this node is live until
     /// [`ClusterNode::handle_membership`].
-    pub fn new(cfg: ClusterConfig, endpoint: Endpoint, repl: ReplConfig) -> Self {
+    ///
+    /// The endpoint's address pools are restricted to this node's share: the addresses
+    /// whose HRW over all of [`ClusterConfig::nodes`] (live or not) is this node, so no
+    /// address is ever leased by two nodes, even in a partition. While a node is down its
+    /// share of the free addresses stays unused until it returns (see the
+    /// [module documentation](super)).
+    pub fn new(cfg: ClusterConfig, mut endpoint: Endpoint, repl: ReplConfig) -> Self {
+        endpoint.set_pool_filter(Some(super::standby::pool_share(&cfg)));
         let peers: Vec<NodeId> = cfg.nodes.clone();
         let log = ReplicationLog::new(cfg.node.clone(), peers, repl);
         let membership = Membership {
@@ -138,6 +150,9 @@ impl ClusterNode {
             transfer_queue: VecDeque::new(),
             transfer_next: None,
             takeover_pending: false,
+            pools_paused: false,
+            sa_vips: HashMap::new(),
+            vip_refs: HashMap::new(),
             counters: ClusterCounters::default(),
         }
     }
@@ -387,6 +402,7 @@ impl ClusterNode {
     ) -> Result<IkeSaId, ike::export::ImportError> {
         let id = self.endpoint.import(now, record)?;
         self.owned.insert(id.0);
+        self.track_owned_vip(id.0);
         self.endpoint.reinstall_children(id);
         self.pump(now, false);
         Ok(id)
@@ -466,14 +482,19 @@ impl ClusterNode {
                     match &ev {
                         SaEvent::IkeUp { id, .. } => {
                             self.owned.insert(id.0);
+                            self.track_owned_vip(id.0);
                             touched.push(id.0);
                         }
                         SaEvent::IkeRekeyed { old, new } => {
                             self.owned.insert(new.0);
+                            self.track_owned_vip(new.0);
                             touched.push(old.0);
                             touched.push(new.0);
                         }
-                        SaEvent::IkeDown { id, .. } => touched.push(id.0),
+                        SaEvent::IkeDown { id, .. } => {
+                            self.untrack_vip(id.0);
+                            touched.push(id.0);
+                        }
                         SaEvent::MessageIdsSynced { id } => {
                             self.counters.syncs_completed += 1;
                             touched.push(id.0);
@@ -614,6 +635,7 @@ impl ClusterNode {
     /// Releases held datagrams whose records are acked (or timed out), grants lease
     /// renewals that reached their quorum, advances transfers.
     pub(super) fn check_progress(&mut self, now: Instant) {
+        self.update_pool_pause();
         self.release_held(now);
         self.grant_renewals();
         self.advance_transfers(now);
@@ -719,6 +741,11 @@ impl ClusterNode {
         if deleted {
             self.index.remove(&spi);
             self.blocked.retain(|(s, _)| *s != spi);
+            if !self.owned.contains(&spi) {
+                // Its owner deleted it: the virtual IP is free again (if no other SA,
+                // e.g. its rekeyed successor, holds it).
+                self.untrack_vip(spi);
+            }
             return;
         }
         let Some((owner, spi_i)) = self.log.get(key).and_then(SaRecord::peek) else {
@@ -732,7 +759,7 @@ impl ClusterNode {
             },
         );
         if owner != self.cfg.node && !self.owned.contains(&spi) {
-            self.block_standby_policies(now, spi);
+            self.standby_record(now, spi);
         }
         let dead_owner = !self.membership.live.contains(&owner);
         if owner == self.cfg.node && !self.owned.contains(&spi) {
@@ -745,6 +772,7 @@ impl ClusterNode {
         } else if owner != self.cfg.node && self.owned.contains(&spi) {
             // Another node's newer write owns it (a partition healed): step back.
             self.lose_ownership(now, spi, owner);
+            self.standby_record(now, spi);
         }
     }
 
@@ -764,37 +792,4 @@ impl ClusterNode {
 fn soft_packets(start: u64, end: u64) -> u64 {
     let len = end.saturating_sub(start).saturating_add(1);
     (len / 4).saturating_mul(3).max(1)
-}
-
-impl ClusterNode {
-    /// DESIGN §4: a standby holds a block policy for every replicated Child SA, so it
-    /// never forwards a tunnel's traffic in the clear; asked once per (IKE SA, reqid).
-    fn block_standby_policies(&mut self, now: Instant, spi: u64) {
-        let Some(rec) = self
-            .log
-            .get(&record::ike_key(spi))
-            .and_then(SaRecord::decode)
-        else {
-            return;
-        };
-        let Ok(sa) = ike::export::read_sa(&rec.ike, now) else {
-            return;
-        };
-        for c in &sa.children {
-            if self.blocked.insert((spi, c.reqid)) {
-                self.effects
-                    .push_back(ClusterEffect::BlockPolicies(Box::new(
-                        super::BlockPolicies {
-                            ike_sa: IkeSaId(spi),
-                            reqid: c.reqid,
-                            mode: c.mode,
-                            local_addr: sa.local_addr.ip(),
-                            remote_addr: sa.remote_addr.ip(),
-                            local_ts: c.local_ts.clone(),
-                            remote_ts: c.remote_ts.clone(),
-                        },
-                    )));
-            }
-        }
-    }
 }

@@ -149,6 +149,8 @@ impl ClusterNode {
         }
         let from = rec.owner.clone();
         self.owned.insert(spi);
+        // Its virtual IP: leased in our pool by the import, counted as ours now.
+        self.track_owned_vip(spi);
         self.endpoint.reinstall_children(id);
         if transfer {
             self.counters.transfers_in += 1;

@@ -20,7 +20,7 @@ use cluster::sa::{ClusterConfig, ClusterEffect, ClusterEvent, ClusterNode, SyncM
 use cluster::{Membership, NodeId};
 use ike::config::{
     ConnectionConfig, EncrAlg, EspProposalConfig, Identity, IdentityPattern, IkeProposalConfig,
-    IpsecMode, LocalAuth, PskEntry, RemoteAuth, TsConfig,
+    IpsecMode, LocalAuth, PoolConfig, PskEntry, RemoteAuth, TsConfig,
 };
 use ike::crypto::{DEFAULT_PROVIDER, SecretBytes};
 use ike::endpoint::{ChildInstall, Effect, Endpoint, EndpointConfig, SaEvent};
@@ -116,13 +116,18 @@ fn secrets() -> Vec<PskEntry> {
 
 /// A gateway endpoint for node `i` (disjoint inbound SPI ranges per node).
 pub fn gateway_endpoint(i: usize, now: Instant) -> Endpoint {
+    gateway_endpoint_with_pool(i, now, None)
+}
+
+/// A gateway endpoint for node `i` whose connection assigns virtual IPs from `pool`.
+pub fn gateway_endpoint_with_pool(i: usize, now: Instant, pool: Option<&PoolConfig>) -> Endpoint {
     let mut c = EndpointConfig::new(&DEFAULT_PROVIDER);
-    c.connections = vec![Arc::new(conn(
-        "rw",
-        "gw.example",
-        IdentityPattern::Any,
-        true,
-    ))];
+    let mut gw = conn("rw", "gw.example", IdentityPattern::Any, true);
+    if let Some(p) = pool {
+        gw.pool = Some(p.name.clone());
+        c.pools = vec![p.clone()];
+    }
+    c.connections = vec![Arc::new(gw)];
     c.secrets = secrets();
     let base = 0xc000_0000u32 + (i as u32) * 0x0100_0000;
     c.spi_range = (base, base + 0x00ff_ffff);
@@ -186,6 +191,8 @@ pub struct Cluster {
     pub filter: Box<dyn FnMut(&InFlight) -> bool>,
     /// How many nodes accepted each peer datagram (max over the run).
     pub max_accepting: usize,
+    /// The gateways' address pool; peers then ask for a virtual IP.
+    pub pool: Option<PoolConfig>,
 }
 
 fn owned_range(i: usize) -> OwnedRange {
@@ -196,6 +203,27 @@ fn owned_range(i: usize) -> OwnedRange {
 impl Cluster {
     /// `n` nodes, all alive and connected; `cfg` adjusts each node's configuration.
     pub fn new(n: usize, tweak: impl Fn(&mut ClusterConfig)) -> Self {
+        Self::build(n, None, tweak)
+    }
+
+    /// `n` nodes whose gateway connection assigns virtual IPs `first..=last`.
+    pub fn with_pool(
+        n: usize,
+        first: &str,
+        last: &str,
+        tweak: impl Fn(&mut ClusterConfig),
+    ) -> Self {
+        let pool = PoolConfig {
+            name: "vpn".into(),
+            first: first.parse().unwrap(),
+            last: last.parse().unwrap(),
+            prefix_len: 24,
+            dns: vec![],
+        };
+        Self::build(n, Some(pool), tweak)
+    }
+
+    fn build(n: usize, pool: Option<PoolConfig>, tweak: impl Fn(&mut ClusterConfig)) -> Self {
         let now = Instant::now();
         let wire = Wire::new();
         let names: Vec<NodeId> = (1..=n)
@@ -207,8 +235,11 @@ impl Cluster {
             .map(|(i, name)| {
                 let mut cfg = ClusterConfig::new(name.clone(), names.clone());
                 tweak(&mut cfg);
-                let node =
-                    ClusterNode::new(cfg.clone(), gateway_endpoint(i, now), ReplConfig::default());
+                let node = ClusterNode::new(
+                    cfg.clone(),
+                    gateway_endpoint_with_pool(i, now, pool.as_ref()),
+                    ReplConfig::default(),
+                );
                 let mut dp = xfrm::MemoryDataplane::new(owned_range(i), 7 + i as u64);
                 dp.attach_wire(wire.clone());
                 Member {
@@ -236,6 +267,7 @@ impl Cluster {
             cut: HashSet::new(),
             filter: Box::new(|_| true),
             max_accepting: 0,
+            pool,
         };
         c.update_links();
         c.run();
@@ -320,7 +352,7 @@ impl Cluster {
         let m = &mut self.members[i];
         m.node = ClusterNode::new(
             m.cfg.clone(),
-            gateway_endpoint(i, now),
+            gateway_endpoint_with_pool(i, now, self.pool.as_ref()),
             ReplConfig::default(),
         );
         m.dp = xfrm::MemoryDataplane::new(owned_range(i), 70 + i as u64);
@@ -378,6 +410,7 @@ impl Cluster {
             InitiatorOptions {
                 mid_sync: true,
                 replay_sync: true,
+                request_virtual_ip: self.pool.is_some(),
                 ..Default::default()
             },
         );
@@ -712,6 +745,14 @@ impl Cluster {
 
     pub fn peer_event_count(&self, p: usize, f: impl Fn(&SaEvent) -> bool) -> usize {
         self.peers[p].events.iter().filter(|e| f(e)).count()
+    }
+
+    /// The virtual IP peer `p` was assigned, if any.
+    pub fn vip(&self, p: usize) -> Option<IpAddr> {
+        let sa = self.peers[p]
+            .id
+            .and_then(|id| self.peers[p].ep.ike_sa(id))?;
+        sa.virtual_ip
     }
 
     /// Peers whose IKE SA is established.

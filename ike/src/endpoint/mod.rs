@@ -95,6 +95,10 @@ pub struct Endpoint {
     pub(crate) child_spis: HashSet<u32>,
     /// Address pools by name.
     pub(crate) pools: HashMap<String, AddressPool>,
+    /// A cluster node's share of every pool, and whether pools are paused (see
+    /// [`Endpoint::set_pool_filter`]); applied to pools added by a reconfiguration too.
+    pub(crate) pool_filter: crate::policy::pool::Share,
+    pub(crate) pools_paused: bool,
     /// RFC 7383 reassembly state per IKE SA.
     pub(crate) reassembly: HashMap<u64, Reassembler>,
     pub(crate) cookie_secret: SecretBytes,
@@ -144,6 +148,8 @@ impl Endpoint {
             init_index: HashMap::new(),
             child_spis: HashSet::new(),
             pools,
+            pool_filter: crate::policy::pool::Share::default(),
+            pools_paused: false,
             reassembly: HashMap::new(),
             cookie_secret: SecretBytes::new(secret),
             cookie_secret_version: 1,
@@ -165,8 +171,10 @@ impl Endpoint {
     pub fn reconfigure(&mut self, config: EndpointConfig) {
         for p in &config.pools {
             if !self.pools.contains_key(&p.name)
-                && let Ok(pool) = AddressPool::new(p)
+                && let Ok(mut pool) = AddressPool::new(p)
             {
+                pool.set_filter(self.pool_filter.0.clone());
+                pool.set_paused(self.pools_paused);
                 self.pools.insert(p.name.clone(), pool);
             }
         }

@@ -7,14 +7,39 @@
 //! identity that reconnects gets its previous address back while that is free. An address
 //! that is leased is never handed out again until released: the cluster replicates leases
 //! with [`AddressPool::mark_leased`] so that holds across nodes.
+//!
+//! A cluster node hands out only its own share of a pool ([`AddressPool::set_filter`]: a
+//! fixed partition of the addresses among the configured nodes), so two nodes never lease
+//! the same address, even when they cannot reach each other; leases of any address can
+//! still be recorded with [`AddressPool::mark_leased`].
 
 #[cfg(test)]
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use crate::config::{Identity, PoolConfig};
+use crate::endpoint::Endpoint;
+
+/// Which addresses of a pool this endpoint may hand out (a cluster node's share). It must
+/// give the same answer for an address every time it is asked.
+pub type PoolFilter = Arc<dyn Fn(IpAddr) -> bool + Send + Sync>;
+
+/// A [`PoolFilter`] slot with a `Debug` that does not try to print the closure.
+#[derive(Clone, Default)]
+pub(crate) struct Share(pub(crate) Option<PoolFilter>);
+
+impl std::fmt::Debug for Share {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Share(filtered)"
+        } else {
+            "Share(all)"
+        })
+    }
+}
 
 /// Why a pool could not be built or a lease recorded.
 #[derive(Clone, PartialEq, Eq, Debug, thiserror::Error)]
@@ -75,6 +100,11 @@ pub struct AddressPool {
     /// Release order of each offset in `free_remembered`.
     release_seq: HashMap<u128, u64>,
     next_seq: u64,
+    /// The addresses [`Self::lease`] may hand out (all without a filter). Offsets outside
+    /// the share are never in the free sets; the cursor skips them.
+    share: Share,
+    /// No address is handed out (a cluster node that does not yet hold every lease).
+    paused: bool,
 }
 
 fn to_num(a: IpAddr) -> (u128, u8) {
@@ -109,7 +139,35 @@ impl AddressPool {
             free_remembered: BTreeMap::new(),
             release_seq: HashMap::new(),
             next_seq: 0,
+            share: Share(None),
+            paused: false,
         })
+    }
+
+    /// Restricts [`Self::lease`] to the addresses `filter` accepts (`None`: all). Active
+    /// leases and remembered holders stay; the free addresses are found again from the
+    /// start of the pool under the new filter.
+    pub fn set_filter(&mut self, filter: Option<PoolFilter>) {
+        self.share = Share(filter);
+        self.cursor = 0;
+        self.free_unclaimed.clear();
+        self.free_remembered.clear();
+        self.release_seq.clear();
+    }
+
+    /// While paused, [`Self::lease`] hands out nothing (leases can still be recorded and
+    /// released).
+    pub fn set_paused(&mut self, paused: bool) {
+        self.paused = paused;
+    }
+
+    /// Whether [`Self::lease`] may hand out `addr` (it is in this pool and in its share).
+    pub fn is_in_share(&self, addr: IpAddr) -> bool {
+        self.offset(addr).is_some_and(|off| self.mine(off))
+    }
+
+    fn mine(&self, off: u128) -> bool {
+        self.share.0.as_ref().is_none_or(|f| f(self.addr(off)))
     }
 
     /// The configuration this pool was built from.
@@ -165,7 +223,8 @@ impl AddressPool {
     fn remember(&mut self, off: u128, identity: &Identity) {
         if let Some(old) = self.remembered.remove(identity) {
             self.remembered_by.remove(&old);
-            // A free address nobody remembers any more becomes unclaimed.
+            // A free address nobody remembers any more becomes unclaimed (the free sets
+            // hold only addresses of our share).
             if let Some(seq) = self.release_seq.remove(&old) {
                 self.free_remembered.remove(&seq);
                 self.free_unclaimed.insert(old);
@@ -189,15 +248,19 @@ impl AddressPool {
     /// never-used one, else a released one (unremembered first, then the least recently
     /// released). `None` when every address is leased.
     pub fn lease(&mut self, identity: &Identity) -> Option<IpAddr> {
+        if self.paused {
+            return None;
+        }
         if let Some(&off) = self.remembered.get(identity)
             && !self.leases.contains_key(&off)
+            && self.mine(off)
         {
             return Some(self.take(off, identity));
         }
         while self.cursor <= self.max_offset {
             let off = self.cursor;
             self.cursor += 1;
-            if !self.leases.contains_key(&off) {
+            if !self.leases.contains_key(&off) && self.mine(off) {
                 return Some(self.take(off, identity));
             }
         }
@@ -213,7 +276,8 @@ impl AddressPool {
     pub fn release(&mut self, addr: IpAddr) -> Option<Identity> {
         let off = self.offset(addr)?;
         let holder = self.leases.remove(&off)?;
-        if off < self.cursor {
+        // Outside our share: another node hands it out; the cursor never comes back.
+        if off < self.cursor && self.mine(off) {
             if self.remembered_by.contains_key(&off) {
                 let seq = self.next_seq;
                 self.next_seq += 1;
@@ -258,5 +322,57 @@ impl AddressPool {
     /// The active leases, in address order.
     pub fn leases(&self) -> impl Iterator<Item = (IpAddr, &Identity)> + '_ {
         self.leases.iter().map(|(&off, id)| (self.addr(off), id))
+    }
+}
+
+/// Pool hooks for a cluster node (the endpoint's pools by name).
+impl Endpoint {
+    /// Restricts every pool (present and added by [`Endpoint::reconfigure`]) to the
+    /// addresses `filter` accepts: a cluster node's share of each pool.
+    pub fn set_pool_filter(&mut self, filter: Option<PoolFilter>) {
+        for p in self.pools.values_mut() {
+            p.set_filter(filter.clone());
+        }
+        self.pool_filter = Share(filter);
+    }
+
+    /// Pauses or resumes handing out addresses from every pool (a cluster node that does
+    /// not yet hold the leases the other nodes hold); IKE_AUTH requests asking for an
+    /// address meanwhile get INTERNAL_ADDRESS_FAILURE.
+    pub fn set_pools_paused(&mut self, paused: bool) {
+        for p in self.pools.values_mut() {
+            p.set_paused(paused);
+        }
+        self.pools_paused = paused;
+    }
+
+    /// The pool named `name`.
+    pub fn pool(&self, name: &str) -> Option<&AddressPool> {
+        self.pools.get(name)
+    }
+
+    /// Records a lease made by another cluster node: `addr` held by `holder` through
+    /// connection `connection`'s pool. Returns false if that pool does not exist, does
+    /// not contain `addr`, or has it leased to another identity.
+    pub fn mark_address_leased(
+        &mut self,
+        connection: &str,
+        addr: IpAddr,
+        holder: &Identity,
+    ) -> bool {
+        let pool = self.connection(connection).and_then(|c| c.pool.clone());
+        pool.and_then(|p| self.pools.get_mut(&p))
+            .is_some_and(|p| p.mark_leased(addr, holder).is_ok())
+    }
+
+    /// Ends the lease of `addr` in whichever pool holds it, when the IKE SA that held it
+    /// is gone from the cluster (the caller knows that no IKE SA here uses it). Returns
+    /// whether a lease was ended.
+    pub fn release_address_lease(&mut self, addr: IpAddr) -> bool {
+        let mut any = false;
+        for p in self.pools.values_mut() {
+            any |= p.release(addr).is_some();
+        }
+        any
     }
 }

@@ -1,5 +1,6 @@
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 
 use super::*;
 use crate::config::{Identity, PoolConfig};
@@ -187,4 +188,43 @@ fn invalid_ranges_are_rejected() {
             .size(),
         1
     );
+}
+
+#[test]
+fn a_filtered_pool_hands_out_only_its_share() {
+    // Two nodes share one pool: node A takes the even addresses, node B the odd ones.
+    let even: PoolFilter = Arc::new(|a| matches!(a, IpAddr::V4(v) if u32::from(v) % 2 == 0));
+    let odd: PoolFilter = Arc::new(|a| matches!(a, IpAddr::V4(v) if u32::from(v) % 2 == 1));
+    let mut a = pool("10.8.0.0", "10.8.0.9");
+    let mut b = pool("10.8.0.0", "10.8.0.9");
+    a.set_filter(Some(even));
+    b.set_filter(Some(odd));
+    let mut seen = HashSet::new();
+    for i in 0..5 {
+        assert!(seen.insert(a.lease(&who(i)).unwrap()));
+        assert!(seen.insert(b.lease(&who(100 + i)).unwrap()));
+    }
+    assert_eq!(seen.len(), 10);
+    assert_eq!(a.lease(&who(50)), None, "A's share is used up");
+    assert!(a.is_in_share(ip("10.8.0.4")) && !a.is_in_share(ip("10.8.0.5")));
+    // A takes over a client of B (a replicated lease): when that ends, A does not hand
+    // the address out (it is B's), but B's own released address goes back to B.
+    a.mark_leased(ip("10.8.0.3"), &who(101)).unwrap();
+    assert!(a.release(ip("10.8.0.3")).is_some());
+    assert_eq!(a.lease(&who(101)), None, "remembered, but not in A's share");
+    assert!(b.release(ip("10.8.0.3")).is_some());
+    assert_eq!(b.lease(&who(7)), Some(ip("10.8.0.3")));
+    // A released address of A's own share comes back.
+    assert!(a.release(ip("10.8.0.2")).is_some());
+    assert_eq!(a.lease(&who(51)), Some(ip("10.8.0.2")));
+    // Paused: nothing, then resumed.
+    a.release(ip("10.8.0.2"));
+    a.set_paused(true);
+    assert_eq!(a.lease(&who(52)), None);
+    a.set_paused(false);
+    assert_eq!(a.lease(&who(52)), Some(ip("10.8.0.2")));
+    // Removing the filter keeps the leases and finds the other addresses too.
+    a.set_filter(None);
+    assert_eq!(a.lease(&who(53)), Some(ip("10.8.0.1")));
+    assert!(a.is_leased(ip("10.8.0.8")) && a.holder(ip("10.8.0.8")) == Some(&who(4)));
 }

@@ -1,0 +1,122 @@
+//! What a node keeps of the IKE SAs other nodes own (DESIGN §4): block policies for
+//! their Child SAs, the leases of their virtual IPs, and this node's share of the
+//! address pools.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ike::policy::pool::PoolFilter;
+use ike::sa::{IkeSa, IkeSaId};
+
+use super::node::ClusterNode;
+use super::record::{self, SaRecord};
+use super::{BlockPolicies, ClusterConfig, ClusterEffect, hrw};
+
+/// This node's share of every address pool: the addresses whose HRW over all configured
+/// nodes (live or not) is this node. Fixed for the configuration, so two nodes never
+/// hand out the same address, whoever is reachable.
+pub(super) fn pool_share(cfg: &ClusterConfig) -> PoolFilter {
+    let nodes = cfg.nodes.clone();
+    let me = cfg.node.clone();
+    Arc::new(move |addr: IpAddr| hrw::owner(hrw::addr_key(addr), &nodes) == Some(&me))
+}
+
+impl ClusterNode {
+    /// The record of an SA another node owns changed: decoded once, it asks for block
+    /// policies for its Child SAs and records the lease of its virtual IP.
+    pub(super) fn standby_record(&mut self, now: Instant, spi: u64) {
+        let Some(rec) = self
+            .log
+            .get(&record::ike_key(spi))
+            .and_then(SaRecord::decode)
+        else {
+            return;
+        };
+        let Ok(sa) = ike::export::read_sa(&rec.ike, now) else {
+            return;
+        };
+        self.block_standby_policies(spi, &sa);
+        if let (Some(vip), Some(rid)) = (sa.virtual_ip, sa.remote_id.as_ref()) {
+            // A clash (another identity holds it here) only happens after a partition
+            // in which both sides leased outside their share; keep ours.
+            let _ = self.endpoint.mark_address_leased(&sa.connection, vip, rid);
+        }
+        self.track_vip(spi, sa.virtual_ip);
+    }
+
+    /// DESIGN §4: a standby holds a block policy for every replicated Child SA, so it
+    /// never forwards a tunnel's traffic in the clear; asked once per (IKE SA, reqid).
+    fn block_standby_policies(&mut self, spi: u64, sa: &IkeSa) {
+        for c in &sa.children {
+            if self.blocked.insert((spi, c.reqid)) {
+                self.effects
+                    .push_back(ClusterEffect::BlockPolicies(Box::new(BlockPolicies {
+                        ike_sa: IkeSaId(spi),
+                        reqid: c.reqid,
+                        mode: c.mode,
+                        local_addr: sa.local_addr.ip(),
+                        remote_addr: sa.remote_addr.ip(),
+                        local_ts: c.local_ts.clone(),
+                        remote_ts: c.remote_ts.clone(),
+                    })));
+            }
+        }
+    }
+
+    /// An SA of ours appeared (IKE_AUTH, rekey, import): count its virtual IP.
+    pub(super) fn track_owned_vip(&mut self, spi: u64) {
+        let vip = self
+            .endpoint
+            .ike_sa(IkeSaId(spi))
+            .and_then(|sa| sa.virtual_ip);
+        self.track_vip(spi, vip);
+    }
+
+    /// Sets the virtual IP of IKE SA `spi` (owned or replicated); an address no SA uses
+    /// any more is released from our pool.
+    pub(super) fn track_vip(&mut self, spi: u64, vip: Option<IpAddr>) {
+        let old = match vip {
+            Some(v) => self.sa_vips.insert(spi, v),
+            None => self.sa_vips.remove(&spi),
+        };
+        if old == vip {
+            return;
+        }
+        if let Some(v) = vip {
+            *self.vip_refs.entry(v).or_default() += 1;
+        }
+        if let Some(o) = old {
+            self.unref_vip(o);
+        }
+    }
+
+    /// IKE SA `spi` is gone (deleted here, or its record deleted by its owner).
+    pub(super) fn untrack_vip(&mut self, spi: u64) {
+        if let Some(v) = self.sa_vips.remove(&spi) {
+            self.unref_vip(v);
+        }
+    }
+
+    fn unref_vip(&mut self, v: IpAddr) {
+        match self.vip_refs.get_mut(&v) {
+            Some(n) if *n > 1 => *n -= 1,
+            _ => {
+                self.vip_refs.remove(&v);
+                // The endpoint already released the leases of its own deleted SAs;
+                // this ends those recorded from other nodes' records.
+                self.endpoint.release_address_lease(v);
+            }
+        }
+    }
+
+    /// Pools are paused while we do not hold every live member's records: after a
+    /// restart, addresses of our share that survivors still use are learnt first.
+    pub(super) fn update_pool_pause(&mut self) {
+        let pause = !self.log.is_synced_with_live();
+        if pause != self.pools_paused {
+            self.pools_paused = pause;
+            self.endpoint.set_pools_paused(pause);
+        }
+    }
+}
