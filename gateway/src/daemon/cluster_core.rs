@@ -498,6 +498,20 @@ impl Core for ClusterCore {
         self.pump(now);
     }
 
+    fn shutdown(&mut self) {
+        // The other nodes took (or are taking) our SAs over with fenced sequence
+        // numbers; our kernel must stop encrypting and decrypting for them, as a dead
+        // node's would.
+        match self.dataplane.flush_own() {
+            Ok(r) => tracing::info!(
+                sas = r.sas,
+                policies = r.policies,
+                "removed this node's data-plane state"
+            ),
+            Err(e) => tracing::error!(error = %e, "cannot remove this node's data-plane state"),
+        }
+    }
+
     fn cluster_status(&self) -> Option<ClusterView> {
         let s = self.node.status();
         let k = s.counters;

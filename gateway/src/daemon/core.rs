@@ -181,6 +181,8 @@ pub trait Core: Send {
     }
     /// An input from the cluster's I/O (ignored by a standalone core).
     fn handle_cluster(&mut self, _now: Instant, _input: ClusterInput) {}
+    /// The daemon stops (after a cluster node announced that it leaves).
+    fn shutdown(&mut self) {}
     /// `ikectl cluster`; `None` when not clustered.
     fn cluster_status(&self) -> Option<ClusterView> {
         None

@@ -375,6 +375,7 @@ impl Runtime {
             // announcement is repeated for a few intervals.
             c.heartbeat.leave();
             tokio::time::sleep(c.interval * 3).await;
+            self.core.shutdown();
         }
         tracing::info!("batond stopped");
     }
