@@ -269,3 +269,26 @@ fn cluster_vip_must_be_bound_by_every_node() {
     .unwrap();
     assert_eq!(ok.cluster.unwrap().vip.len(), 1);
 }
+
+#[test]
+fn cluster_rates_default_and_lazy_sync() {
+    let cluster = "\n[cluster]\nnode = \"gw1\"\nlisten = \"127.0.0.1:4510\"\nkey_file = \"k\"\n";
+    let c = GatewayConfig::parse(Path::new("t.toml"), &format!("{BASE}{cluster}"))
+        .unwrap()
+        .cluster
+        .unwrap();
+    assert_eq!((c.sync_rate, c.transfer_rate), (Some(2_000), 1_000));
+    let lazy = GatewayConfig::parse(
+        Path::new("t.toml"),
+        &format!("{BASE}{cluster}sync_rate = 0\ntransfer_rate = 50\n"),
+    )
+    .unwrap()
+    .cluster
+    .unwrap();
+    assert_eq!((lazy.sync_rate, lazy.transfer_rate), (None, 50));
+    let e = error_of(&format!("{BASE}{cluster}transfer_rate = 0\n"));
+    assert!(
+        e.contains("cluster.transfer_rate: must be 1..=1000000"),
+        "{e}"
+    );
+}

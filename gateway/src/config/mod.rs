@@ -107,6 +107,11 @@ pub struct ClusterSettings {
     pub heartbeat_interval: Duration,
     /// Missed heartbeats before a node is declared dead.
     pub heartbeat_multiplier: u32,
+    /// RFC 6311 syncs per second after a takeover; `None`: lazily, on the first
+    /// datagram of each SA taken over (RFC 6311 §7).
+    pub sync_rate: Option<u32>,
+    /// SAs per second moved by drain and rebalancing.
+    pub transfer_rate: u32,
 }
 
 /// A whole configuration file, validated.
@@ -668,7 +673,28 @@ impl Builder<'_> {
                     self.err(m.span(), "cluster.heartbeat_multiplier", "must be 1..=255")
                 })?,
         };
+        let rate = |v: &Option<Spanned<u64>>, key: &str, default: u32, zero_ok: bool| match v {
+            None => Ok(default),
+            Some(r) => u32::try_from(*r.get_ref())
+                .ok()
+                .filter(|n| (zero_ok || *n > 0) && *n <= 1_000_000)
+                .ok_or_else(|| {
+                    self.err(
+                        r.span(),
+                        key,
+                        if zero_ok {
+                            "must be 0..=1000000 (0: lazily)"
+                        } else {
+                            "must be 1..=1000000"
+                        },
+                    )
+                }),
+        };
+        let sync_rate = rate(&c.sync_rate, "cluster.sync_rate", 2_000, true)?;
+        let transfer_rate = rate(&c.transfer_rate, "cluster.transfer_rate", 1_000, false)?;
         Ok(ClusterSettings {
+            sync_rate: (sync_rate > 0).then_some(sync_rate),
+            transfer_rate,
             node: c.node.get_ref().clone(),
             listen: addr(&c.listen, "cluster.listen")?,
             peers,

@@ -156,4 +156,6 @@ pub(crate) struct RawCluster {
     pub(crate) sync: Option<Spanned<String>>,
     pub(crate) heartbeat_interval: Option<Spanned<String>>,
     pub(crate) heartbeat_multiplier: Option<Spanned<u64>>,
+    pub(crate) sync_rate: Option<Spanned<u64>>,
+    pub(crate) transfer_rate: Option<Spanned<u64>>,
 }

@@ -112,6 +112,8 @@ impl ClusterCore {
             SyncMode::Ack => NodeSyncMode::Ack,
             SyncMode::Async => NodeSyncMode::Async,
         };
+        ccfg.sync_rate = s.sync_rate;
+        ccfg.transfer_rate = s.transfer_rate;
         let lease_chunk = ccfg.lease_chunk;
         let mut endpoint = Endpoint::new(node_endpoint_config(cfg, spis), now);
         endpoint.set_wall_clock(now, SystemTime::now());
