@@ -228,6 +228,22 @@ pub enum ClusterEvent {
         /// The peer's next request Message ID (P1).
         p1: u32,
     },
+    /// An RFC 6311 sync request went unanswered and was sent again as a new request
+    /// (fresh nonce, larger M1, replicated before it left): still the same sync, not a
+    /// new one (§7: one per SA per failover).
+    SyncRetransmitted {
+        /// Which.
+        id: IkeSaId,
+        /// The new M1.
+        m1: u32,
+        /// P1 (unchanged).
+        p1: u32,
+    },
+    /// The peer never answered the RFC 6311 sync: the IKE SA was deleted.
+    SyncGaveUp {
+        /// Which.
+        id: IkeSaId,
+    },
     /// An `ack`-mode hold timed out: the datagrams left unacked.
     AckTimeout,
 }
@@ -289,6 +305,10 @@ pub struct ClusterCounters {
     pub syncs_started: u64,
     /// RFC 6311 syncs answered by the peer.
     pub syncs_completed: u64,
+    /// RFC 6311 sync requests sent again (as new requests) after no answer.
+    pub sync_retransmissions: u64,
+    /// RFC 6311 syncs never answered (their IKE SA was deleted).
+    pub syncs_failed: u64,
     /// `ack` holds that timed out.
     pub ack_timeouts: u64,
     /// Datagrams currently held.

@@ -449,6 +449,7 @@ impl ClusterNode {
     pub(super) fn pump(&mut self, now: Instant, force_hold: bool) {
         let mut touched: Vec<u64> = Vec::new();
         let mut sends: Vec<Effect> = Vec::new();
+        let mut sync_sends = false;
         while let Some(e) = self.endpoint.poll_effect() {
             match e {
                 Effect::Send {
@@ -459,6 +460,9 @@ impl ClusterNode {
                     if let Ok(v) = HeaderView::new_checked(&data[..]) {
                         touched.push(v.spi_r().0);
                         touched.push(v.spi_i().0);
+                        if v.message_id() == 0 && !v.flags().response() {
+                            sync_sends |= self.note_sync_send([v.spi_r().0, v.spi_i().0], &data);
+                        }
                     }
                     sends.push(Effect::Send {
                         local,
@@ -491,9 +495,15 @@ impl ClusterNode {
                             touched.push(old.0);
                             touched.push(new.0);
                         }
-                        SaEvent::IkeDown { id, .. } => {
+                        SaEvent::IkeDown { id, reason } => {
                             self.untrack_vip(id.0);
                             touched.push(id.0);
+                            if *reason == "peer_not_responding_to_sync" {
+                                self.counters.syncs_failed += 1;
+                                self.effects.push_back(ClusterEffect::Event(
+                                    ClusterEvent::SyncGaveUp { id: *id },
+                                ));
+                            }
                         }
                         SaEvent::MessageIdsSynced { id } => {
                             self.counters.syncs_completed += 1;
@@ -519,7 +529,9 @@ impl ClusterNode {
         if sends.is_empty() {
             return;
         }
-        let hold = force_hold || self.cfg.sync == SyncMode::Ack;
+        // RFC 6311 §5.1 SHOULD: every sync request (first or retransmitted) is replicated
+        // before it leaves, so a second failover never replays its M1 or nonce.
+        let hold = force_hold || sync_sends || self.cfg.sync == SyncMode::Ack;
         if hold && !tokens.is_empty() {
             self.held.push_back(Held {
                 tokens,
@@ -531,6 +543,34 @@ impl ClusterNode {
             self.effects
                 .extend(sends.into_iter().map(ClusterEffect::Ike));
         }
+    }
+
+    /// Whether `data` (a Message ID 0 request) is the RFC 6311 sync request in flight of
+    /// one of our SAs; a retransmission (a new request the endpoint made after no
+    /// answer) is counted and reported.
+    fn note_sync_send(&mut self, spis: [u64; 2], data: &[u8]) -> bool {
+        for spi in spis {
+            let Some(a) = self
+                .endpoint
+                .ike_sa(IkeSaId(spi))
+                .and_then(|sa| sa.msgids.sync_pending.as_ref())
+                .filter(|a| a.datagrams.iter().any(|d| d[..] == *data))
+            else {
+                continue;
+            };
+            if a.transmissions > 1 {
+                let (m1, p1) = (a.m1, a.p1);
+                self.counters.sync_retransmissions += 1;
+                self.effects
+                    .push_back(ClusterEffect::Event(ClusterEvent::SyncRetransmitted {
+                        id: IkeSaId(spi),
+                        m1,
+                        p1,
+                    }));
+            }
+            return true;
+        }
+        false
     }
 
     /// Publishes the record of an SA we own, or its tombstone if it is gone from our

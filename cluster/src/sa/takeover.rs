@@ -201,6 +201,10 @@ impl ClusterNode {
     /// RFC 6311 §5.1: M1 = replicated next sender Message ID (or above the last sync
     /// attempt) + the peer's window + margin; P1 = the replicated next expected request.
     /// The attempt is replicated and acked before the request leaves (§5.1 SHOULD).
+    /// Unanswered, the endpoint sends a new request (fresh nonce, M1 a window higher),
+    /// which the pump holds for its record's ack the same way; it is the same sync, so
+    /// it is not counted as a new one (§7), and after the bounded number of attempts the
+    /// IKE SA is deleted ([`super::ClusterEvent::SyncGaveUp`]).
     pub(super) fn start_sync(&mut self, now: Instant, spi: u64) {
         if !self.sync_due.remove(&spi) {
             return;

@@ -122,6 +122,9 @@ pub struct Endpoint {
     pub(crate) deferred_rekeys: HashMap<u64, Vec<u32>>,
     /// IKE SAs we are initiating, by our SPI.
     pub(crate) initiating: HashMap<u64, crate::initiator::Initiating>,
+    /// RFC 6311: the replay counter delta of our sync request in flight, by IKE SA, sent
+    /// again with each retransmission (a new request).
+    pub(crate) sync_replay: HashMap<u64, (u64, bool)>,
 }
 
 /// How often the COOKIE secret changes (RFC 7296 §2.6: "change the value of
@@ -159,6 +162,7 @@ impl Endpoint {
             pending: HashMap::new(),
             wall_anchor: (now, SystemTime::UNIX_EPOCH),
             initiating: HashMap::new(),
+            sync_replay: HashMap::new(),
             deferred_rekeys: HashMap::new(),
             timers: BinaryHeap::new(),
             keepalive_sent: HashMap::new(),

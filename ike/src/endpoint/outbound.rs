@@ -294,24 +294,8 @@ impl Endpoint {
             return;
         }
         if sa.retransmit_at.is_some_and(|t| t <= now) && sa.msgids.sync_pending.is_some() {
-            let (local, remote) = (sa.local_addr, sa.remote_addr);
-            let Some(sa) = self.sas.get_mut(&spi) else {
-                return;
-            };
-            let Some(attempt) = sa.msgids.sync_pending.as_mut() else {
-                return;
-            };
-            if attempt.transmissions > RETRANSMIT_TRIES {
-                self.destroy_ike_sa(spi, "peer_not_responding_to_sync");
-                return;
-            }
-            attempt.transmissions += 1;
-            let n = attempt.transmissions;
-            let datagrams = attempt.datagrams.clone();
-            sa.retransmit_at = Some(now + retransmit_delay(n));
-            for d in datagrams {
-                self.send(local, remote, d);
-            }
+            // RFC 6311 §5.1: a new request each time (see `retransmit_message_id_sync`).
+            self.retransmit_message_id_sync(now, spi);
             return;
         }
         if sa.retransmit_at.is_some_and(|t| t <= now) {

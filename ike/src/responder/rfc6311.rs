@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use crate::endpoint::{Effect, Endpoint, SaEvent};
 use crate::sa::IkeSaId;
-use crate::sa::msgid::SyncAttempt;
+use crate::sa::msgid::{RETRANSMIT_TRIES, SyncAttempt};
 use crate::wire::{
     ExchangeType, IkeSpi, MessageIdSyncData, NotifyType, Payload, ReplayCounterSyncData,
 };
@@ -136,8 +136,11 @@ impl Endpoint {
     /// (our inbound) forward by that much (`esn` selects the 8-octet form).
     ///
     /// The attempt (M1, P1, nonce) is stored in the SA before anything is sent, so the
-    /// caller can replicate it first. Returns false if the SA did not negotiate RFC 6311
-    /// Message ID sync or does not exist.
+    /// caller can replicate it first. Unanswered, it is retransmitted as a *new* request
+    /// (fresh nonce, larger M1; see [`Endpoint::handle_timeout`]) up to the usual number
+    /// of retransmissions, then the IKE SA is deleted (`peer_not_responding_to_sync`).
+    /// Returns false if the SA did not negotiate RFC 6311 Message ID sync or does not
+    /// exist.
     pub fn start_message_id_sync(
         &mut self,
         now: Instant,
@@ -146,11 +149,24 @@ impl Endpoint {
         p1: u32,
         replay_delta: Option<(u64, bool)>,
     ) -> bool {
-        let Some(mut sa) = self.sas.remove(&id.0) else {
+        self.send_sync_attempt(now, id.0, m1, p1, replay_delta, 1)
+    }
+
+    /// Builds, stores and sends one sync request (transmission number `transmissions`).
+    fn send_sync_attempt(
+        &mut self,
+        now: Instant,
+        spi: u64,
+        m1: u32,
+        p1: u32,
+        replay_delta: Option<(u64, bool)>,
+        transmissions: u32,
+    ) -> bool {
+        let Some(mut sa) = self.sas.remove(&spi) else {
             return false;
         };
         if !sa.mid_sync {
-            self.put_sa(id.0, sa);
+            self.put_sa(spi, sa);
             return false;
         }
         let mut nonce = [0u8; 4];
@@ -165,14 +181,15 @@ impl Endpoint {
             NotifyType::IKEV2_MESSAGE_ID_SYNC,
             data.to_bytes().to_vec(),
         )];
-        if let Some((delta, esn)) = replay_delta.filter(|_| sa.replay_sync) {
+        let replay_delta = replay_delta.filter(|_| sa.replay_sync);
+        if let Some((delta, esn)) = replay_delta {
             payloads.push(status_notify(
                 NotifyType::IPSEC_REPLAY_COUNTER_SYNC,
                 ReplayCounterSyncData { delta, esn }.encode(),
             ));
         }
         let Ok(datagrams) = self.seal(&sa, ExchangeType::INFORMATIONAL, 0, false, &payloads) else {
-            self.put_sa(id.0, sa);
+            self.put_sa(spi, sa);
             return false;
         };
         // §8.1: from now on only requests inside the window we declared are accepted; the
@@ -185,15 +202,54 @@ impl Endpoint {
             m1,
             p1,
             datagrams: datagrams.clone(),
-            transmissions: 1,
+            transmissions,
         });
-        sa.retransmit_at = Some(now + crate::sa::msgid::retransmit_delay(1));
-        self.pending.remove(&id.0);
+        sa.retransmit_at = Some(now + crate::sa::msgid::retransmit_delay(transmissions));
+        self.pending.remove(&spi);
+        match replay_delta {
+            Some(r) => {
+                // Entries of SAs deleted mid-sync are swept now and then.
+                if self.sync_replay.len() > self.sas.len() + 1024 {
+                    let sas = &self.sas;
+                    self.sync_replay.retain(|k, _| sas.contains_key(k));
+                }
+                self.sync_replay.insert(spi, r);
+            }
+            None => {
+                self.sync_replay.remove(&spi);
+            }
+        }
         for d in datagrams {
             self.send(sa.local_addr, sa.remote_addr, d);
         }
-        self.put_sa(id.0, sa);
+        self.put_sa(spi, sa);
         true
+    }
+
+    /// Our sync request went unanswered. RFC 6311 says nothing of retransmission; a peer
+    /// that processed it (and whose response was lost) must drop an identical copy, since
+    /// its M1 is no longer above the highest it has seen (§5.1), so each retransmission
+    /// is a new request: fresh nonce, M1 one peer window higher, the same P1 and replay
+    /// delta. After the RFC 7296 §2.4 number of retransmissions the SA is deleted.
+    pub(crate) fn retransmit_message_id_sync(&mut self, now: Instant, spi: u64) {
+        let Some(sa) = self.sas.get(&spi) else {
+            return;
+        };
+        let Some(attempt) = sa.msgids.sync_pending.as_ref() else {
+            return;
+        };
+        if attempt.transmissions > RETRANSMIT_TRIES {
+            self.sync_replay.remove(&spi);
+            self.destroy_ike_sa(spi, "peer_not_responding_to_sync");
+            return;
+        }
+        let m1 = attempt.m1.saturating_add(sa.msgids.peer_window.max(1));
+        let (p1, n) = (attempt.p1, attempt.transmissions.saturating_add(1));
+        let replay = self.sync_replay.get(&spi).copied();
+        if !self.send_sync_attempt(now, spi, m1, p1, replay, n) {
+            self.sync_replay.remove(&spi);
+            self.destroy_ike_sa(spi, "peer_not_responding_to_sync");
+        }
     }
 
     /// A Message ID 0 INFORMATIONAL response: the answer to our sync request if the
@@ -245,6 +301,7 @@ impl Endpoint {
         sa.retransmit_at = None;
         sa.last_heard = now;
         let id = sa.id();
+        self.sync_replay.remove(&our_spi.0);
         self.event(SaEvent::MessageIdsSynced { id });
         self.schedule(our_spi.0);
     }
