@@ -26,6 +26,7 @@
 
 pub mod capture;
 pub mod checks;
+pub mod cluster;
 pub mod netns;
 pub mod pki;
 pub mod process;
@@ -35,6 +36,7 @@ pub mod topology;
 pub mod vici;
 
 pub use capture::{Capture, IkeDatagram};
+pub use cluster::SharedVip;
 pub use netns::{Netns, veth};
 pub use pki::TestPki;
 pub use process::{Daemon, WorkDir, udp_port_bound, wait_for};
