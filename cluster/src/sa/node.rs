@@ -32,6 +32,8 @@ pub(super) struct OwnedChild {
     pub granted_end: u64,
     /// A renewal waiting for its quorum: (token, new end).
     pub renewing: Option<(Token, u64)>,
+    /// Its policies (selectors), see [`super::standby::policy_key`].
+    pub policy: u64,
 }
 
 /// Replay state and lease to put on a Child SA install (takeover, transfer).
@@ -70,8 +72,13 @@ pub struct ClusterNode {
     pub(super) lease_seen: HashMap<u32, u64>,
     /// Inbound SPIs of Child SAs with a lease renewal waiting for its quorum.
     pub(super) renewing: HashSet<u32>,
-    /// Child SAs (IKE SA, reqid) of other owners whose block policies were requested.
-    pub(super) blocked: HashSet<(u64, u32)>,
+    /// Block policies requested for Child SAs of other owners, by IKE SA; how many of
+    /// them name each policy (selectors); how many owned Child SAs use each policy.
+    pub(super) blocked: HashMap<u64, Vec<super::BlockPolicies>>,
+    pub(super) block_refs: HashMap<u64, u32>,
+    pub(super) owned_policies: HashMap<u64, u32>,
+    /// Block policies no record uses any more, removed after the current batch.
+    pub(super) unblock_pending: HashMap<u64, super::BlockPolicies>,
     /// An SA whose record was just published by a takeover (skip it in the next pump).
     pub(super) skip_publish: Option<u64>,
     pub(super) overrides: HashMap<u32, InstallOverride>,
@@ -138,7 +145,10 @@ impl ClusterNode {
             lease_seen: HashMap::new(),
             renewing: HashSet::new(),
             skip_publish: None,
-            blocked: HashSet::new(),
+            blocked: HashMap::new(),
+            block_refs: HashMap::new(),
+            owned_policies: HashMap::new(),
+            unblock_pending: HashMap::new(),
             overrides: HashMap::new(),
             effects: VecDeque::new(),
             held: VecDeque::new(),
@@ -276,6 +286,7 @@ impl ClusterNode {
         }
         self.endpoint.handle_datagram(now, local, remote, data);
         self.pump(now, false);
+        self.flush_unblocks();
         true
     }
 
@@ -627,15 +638,20 @@ impl ClusterNode {
         let _ = oseq;
         let _ = self.log.publish(record::child_key(spi_in), rec.encode());
         self.by_spi_out.insert(spi_out, spi_in);
-        self.children.insert(
+        let policy = super::standby::policy_key(&child.local_ts, &child.remote_ts);
+        *self.owned_policies.entry(policy).or_default() += 1;
+        if let Some(old) = self.children.insert(
             spi_in,
             OwnedChild {
                 dst: child.outbound.dst,
                 rec,
                 granted_end: end,
                 renewing: None,
+                policy,
             },
-        );
+        ) {
+            self.unref_owned_policy(old.policy);
+        }
         self.note_lease(spi_in);
         ClusterInstall {
             outbound_replay: (start > 1).then(|| ReplayState {
@@ -658,9 +674,25 @@ impl ClusterNode {
     }
 
     pub(super) fn forget_child(&mut self, spi_in: u32) {
-        if let Some(c) = self.children.remove(&spi_in) {
-            self.by_spi_out.remove(&c.rec.spi_out);
+        if self.drop_owned_child(spi_in).is_some() {
             self.log.delete(record::child_key(spi_in));
+        }
+    }
+
+    /// Removes an owned Child SA from our tables (deleted, or handed to another node).
+    pub(super) fn drop_owned_child(&mut self, spi_in: u32) -> Option<OwnedChild> {
+        let c = self.children.remove(&spi_in)?;
+        self.by_spi_out.remove(&c.rec.spi_out);
+        self.unref_owned_policy(c.policy);
+        Some(c)
+    }
+
+    fn unref_owned_policy(&mut self, policy: u64) {
+        match self.owned_policies.get_mut(&policy) {
+            Some(n) if *n > 1 => *n -= 1,
+            _ => {
+                self.owned_policies.remove(&policy);
+            }
         }
     }
 
@@ -676,6 +708,7 @@ impl ClusterNode {
     /// renewals that reached their quorum, advances transfers.
     pub(super) fn check_progress(&mut self, now: Instant) {
         self.update_pool_pause();
+        self.flush_unblocks();
         self.release_held(now);
         self.grant_renewals();
         self.advance_transfers(now);
@@ -780,8 +813,10 @@ impl ClusterNode {
         };
         if deleted {
             self.index.remove(&spi);
-            self.blocked.retain(|(s, _)| *s != spi);
             if !self.owned.contains(&spi) {
+                // Its owner deleted it: its Child SAs are gone, so are their block
+                // policies here (not those our own Child SAs use).
+                self.unblock_sa(spi);
                 // Its owner deleted it: the virtual IP is free again (if no other SA,
                 // e.g. its rekeyed successor, holds it).
                 self.untrack_vip(spi);

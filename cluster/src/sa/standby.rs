@@ -2,12 +2,14 @@
 //! their Child SAs, the leases of their virtual IPs, and this node's share of the
 //! address pools.
 
+use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use ike::policy::pool::PoolFilter;
 use ike::sa::{IkeSa, IkeSaId};
+use ike::wire::IpTrafficSelector;
 
 use super::node::ClusterNode;
 use super::record::{self, SaRecord};
@@ -20,6 +22,17 @@ pub(super) fn pool_share(cfg: &ClusterConfig) -> PoolFilter {
     let nodes = cfg.nodes.clone();
     let me = cfg.node.clone();
     Arc::new(move |addr: IpAddr| hrw::owner(hrw::addr_key(addr), &nodes) == Some(&me))
+}
+
+/// Identifies the policies of a Child SA: the kernel keys them by selectors.
+pub(super) fn policy_key(local: &[IpTrafficSelector], remote: &[IpTrafficSelector]) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    (local, remote).hash(&mut h);
+    h.finish()
+}
+
+fn same_policy(a: &BlockPolicies, b: &BlockPolicies) -> bool {
+    a.reqid == b.reqid && a.local_ts == b.local_ts && a.remote_ts == b.remote_ts
 }
 
 impl ClusterNode {
@@ -46,20 +59,87 @@ impl ClusterNode {
     }
 
     /// DESIGN §4: a standby holds a block policy for every replicated Child SA, so it
-    /// never forwards a tunnel's traffic in the clear; asked once per (IKE SA, reqid).
+    /// never forwards a tunnel's traffic in the clear; asked once per (IKE SA, reqid,
+    /// selectors). Those of Child SAs gone from the record are removed.
     fn block_standby_policies(&mut self, spi: u64, sa: &IkeSa) {
+        let mut now_blocked = Vec::with_capacity(sa.children.len());
         for c in &sa.children {
-            if self.blocked.insert((spi, c.reqid)) {
+            let bp = BlockPolicies {
+                ike_sa: IkeSaId(spi),
+                reqid: c.reqid,
+                mode: c.mode,
+                local_addr: sa.local_addr.ip(),
+                remote_addr: sa.remote_addr.ip(),
+                local_ts: c.local_ts.clone(),
+                remote_ts: c.remote_ts.clone(),
+            };
+            if self.register_block(&bp) {
                 self.effects
-                    .push_back(ClusterEffect::BlockPolicies(Box::new(BlockPolicies {
-                        ike_sa: IkeSaId(spi),
-                        reqid: c.reqid,
-                        mode: c.mode,
-                        local_addr: sa.local_addr.ip(),
-                        remote_addr: sa.remote_addr.ip(),
-                        local_ts: c.local_ts.clone(),
-                        remote_ts: c.remote_ts.clone(),
-                    })));
+                    .push_back(ClusterEffect::BlockPolicies(Box::new(bp.clone())));
+            }
+            now_blocked.push(bp);
+        }
+        let Some(list) = self.blocked.get_mut(&spi) else {
+            return;
+        };
+        let (keep, gone): (Vec<_>, Vec<_>) = std::mem::take(list)
+            .into_iter()
+            .partition(|b| now_blocked.iter().any(|n| same_policy(n, b)));
+        *list = keep;
+        for b in gone {
+            self.unref_block(b);
+        }
+    }
+
+    /// Records a block policy for IKE SA `bp.ike_sa`. Returns whether the selectors were
+    /// not blocked yet (by this or another record, e.g. of its rekeyed predecessor): only
+    /// then must the data plane be asked.
+    pub(super) fn register_block(&mut self, bp: &BlockPolicies) -> bool {
+        let list = self.blocked.entry(bp.ike_sa.0).or_default();
+        if list.iter().any(|b| same_policy(b, bp)) {
+            return false;
+        }
+        list.push(bp.clone());
+        let key = policy_key(&bp.local_ts, &bp.remote_ts);
+        let n = self.block_refs.entry(key).or_default();
+        *n += 1;
+        // A removal still pending means the policy is in place.
+        *n == 1 && !self.unblock_pending.contains_key(&key)
+    }
+
+    /// IKE SA `spi` is gone (its record deleted by its owner) or ours now (its Child SAs
+    /// installed here replaced the block policies): forget its block policies, and ask
+    /// for the removal of those no other SA's record and no Child SA of ours uses.
+    pub(super) fn unblock_sa(&mut self, spi: u64) {
+        for b in self.blocked.remove(&spi).unwrap_or_default() {
+            self.unref_block(b);
+        }
+    }
+
+    fn unref_block(&mut self, b: BlockPolicies) {
+        let key = policy_key(&b.local_ts, &b.remote_ts);
+        match self.block_refs.get_mut(&key) {
+            Some(n) if *n > 1 => {
+                // Another record (e.g. the IKE SA's rekeyed successor) still blocks it.
+                *n -= 1;
+            }
+            _ => {
+                self.block_refs.remove(&key);
+                // Decided once the replication batch is processed: the record that
+                // blocks it next (a rekeyed IKE SA's successor, whose key may come later
+                // in the batch) keeps the policy without a gap.
+                self.unblock_pending.insert(key, b);
+            }
+        }
+    }
+
+    /// Asks for the removal of block policies that no record and no Child SA of ours
+    /// uses (after a batch of record changes).
+    pub(super) fn flush_unblocks(&mut self) {
+        for (key, b) in std::mem::take(&mut self.unblock_pending) {
+            if !self.block_refs.contains_key(&key) && !self.owned_policies.contains_key(&key) {
+                self.effects
+                    .push_back(ClusterEffect::RemoveBlockPolicies(Box::new(b)));
             }
         }
     }

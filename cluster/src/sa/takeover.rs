@@ -196,6 +196,9 @@ impl ClusterNode {
         // Child SA installs (with the leases and windows above) and their records.
         self.pump(now, false);
         self.skip_publish = None;
+        // The installs replaced our block policies for its Child SAs; forget them (a
+        // stale one no Child SA of ours uses is removed).
+        self.unblock_sa(spi);
     }
 
     /// RFC 6311 §5.1: M1 = replicated next sender Message ID (or above the last sync
@@ -276,16 +279,21 @@ impl ClusterNode {
         let id = IkeSaId(spi);
         if let Some(sa) = self.endpoint.ike_sa(id).cloned() {
             for c in &sa.children {
+                // Ours no longer: the block policy is tracked like a standby's.
+                self.drop_owned_child(c.spi_in);
+                let bp = BlockPolicies {
+                    ike_sa: id,
+                    reqid: c.reqid,
+                    mode: c.mode,
+                    local_addr: sa.local_addr.ip(),
+                    remote_addr: sa.remote_addr.ip(),
+                    local_ts: c.local_ts.clone(),
+                    remote_ts: c.remote_ts.clone(),
+                };
+                // Always asked: the policy is ours (IPsec) until now.
+                self.register_block(&bp);
                 self.effects
-                    .push_back(ClusterEffect::BlockPolicies(Box::new(BlockPolicies {
-                        ike_sa: id,
-                        reqid: c.reqid,
-                        mode: c.mode,
-                        local_addr: sa.local_addr.ip(),
-                        remote_addr: sa.remote_addr.ip(),
-                        local_ts: c.local_ts.clone(),
-                        remote_ts: c.remote_ts.clone(),
-                    })));
+                    .push_back(ClusterEffect::BlockPolicies(Box::new(bp)));
                 self.effects
                     .push_back(ClusterEffect::Ike(Effect::DeleteChild(Box::new(
                         ChildDelete {
@@ -300,9 +308,6 @@ impl ClusterNode {
                             remote_ts: c.remote_ts.clone(),
                         },
                     ))));
-                if let Some(ch) = self.children.remove(&c.spi_in) {
-                    self.by_spi_out.remove(&ch.rec.spi_out);
-                }
             }
         }
         let _ = self.endpoint.release(id, now);

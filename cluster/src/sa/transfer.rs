@@ -56,17 +56,19 @@ impl ClusterNode {
         };
         for c in &sa.children {
             // Stop sending first (block policy), then read: the outbound counter read is
-            // then final.
+            // then final. Tracked like a standby's (the SA will be another node's).
+            let bp = BlockPolicies {
+                ike_sa: id,
+                reqid: c.reqid,
+                mode: c.mode,
+                local_addr: sa.local_addr.ip(),
+                remote_addr: sa.remote_addr.ip(),
+                local_ts: c.local_ts.clone(),
+                remote_ts: c.remote_ts.clone(),
+            };
+            self.register_block(&bp);
             self.effects
-                .push_back(ClusterEffect::BlockPolicies(Box::new(BlockPolicies {
-                    ike_sa: id,
-                    reqid: c.reqid,
-                    mode: c.mode,
-                    local_addr: sa.local_addr.ip(),
-                    remote_addr: sa.remote_addr.ip(),
-                    local_ts: c.local_ts.clone(),
-                    remote_ts: c.remote_ts.clone(),
-                })));
+                .push_back(ClusterEffect::BlockPolicies(Box::new(bp)));
             for (spi, dst) in [
                 (c.spi_in, sa.local_addr.ip()),
                 (c.spi_out, sa.remote_addr.ip()),
@@ -172,9 +174,7 @@ impl ClusterNode {
             return;
         };
         for e in &exact {
-            if let Some(ch) = self.children.remove(&e.spi_in) {
-                self.by_spi_out.remove(&ch.rec.spi_out);
-            }
+            self.drop_owned_child(e.spi_in);
         }
         self.owned.remove(&spi);
         self.sync_due.remove(&spi);

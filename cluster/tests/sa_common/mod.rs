@@ -26,7 +26,7 @@ use ike::crypto::{DEFAULT_PROVIDER, SecretBytes};
 use ike::endpoint::{ChildInstall, Effect, Endpoint, EndpointConfig, SaEvent};
 use ike::initiator::InitiatorOptions;
 use ike::sa::IkeSaId;
-use ike::wire::{EncrId, EsnId, IdType, KeGroup, PrfId};
+use ike::wire::{EncrId, EsnId, IdType, IpTrafficSelector, KeGroup, PrfId};
 use xfrm::{
     AeadAlgorithm, Crypto, Dataplane, Key, Mode, OwnedRange, ReplayEventThresholds, SaId, SaSpec,
     Spi, Wire,
@@ -159,9 +159,27 @@ pub struct Member {
     pub incarnation: u64,
     pub events: Vec<ClusterEvent>,
     pub ike_events: Vec<SaEvent>,
-    /// Block-policy requests executed.
+    /// Block-policy requests executed (removals subtracted).
     pub blocks: usize,
+    /// The node's policies by selectors (local, remote), as the kernel keys them.
+    pub policies: HashMap<Selectors, Pol>,
+    /// Block-policy removals that named a policy an owned Child SA uses, or none.
+    pub bad_removals: Vec<String>,
+    /// Block-policy removals executed.
+    pub removals: usize,
     inbox: VecDeque<(usize, Vec<u8>)>,
+}
+
+/// A policy's selectors: (local, remote).
+pub type Selectors = (Vec<IpTrafficSelector>, Vec<IpTrafficSelector>);
+
+/// What a node's policy for some selectors does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pol {
+    /// Traffic is dropped (a standby's).
+    Block,
+    /// Traffic goes through the Child SA with this reqid (the owner's).
+    Ipsec(u32),
 }
 
 pub struct Peer {
@@ -255,6 +273,9 @@ impl Cluster {
                     events: Vec::new(),
                     ike_events: Vec::new(),
                     blocks: 0,
+                    policies: HashMap::new(),
+                    bad_removals: Vec::new(),
+                    removals: 0,
                     inbox: VecDeque::new(),
                 }
             })
@@ -358,6 +379,9 @@ impl Cluster {
         m.dp = xfrm::MemoryDataplane::new(owned_range(i), 70 + i as u64);
         m.dp.attach_wire(self.wire.clone());
         m.alive = true;
+        m.policies.clear();
+        m.bad_removals.clear();
+        m.blocks = 0;
         m.incarnation += 1;
         m.epoch = 0;
         m.view = [m.name.clone()].into_iter().collect();
@@ -438,6 +462,11 @@ impl Cluster {
                 }
             }
             ClusterEffect::Ike(Effect::DeleteChild(cd)) => {
+                let key = (cd.local_ts.clone(), cd.remote_ts.clone());
+                let m = &mut self.members[i];
+                if !cd.keep_policies && m.policies.get(&key) == Some(&Pol::Ipsec(cd.reqid)) {
+                    m.policies.remove(&key);
+                }
                 let dp = &mut self.members[i].dp;
                 let _ = dp.delete_sa(&SaId::esp(cd.local_addr, Spi(cd.spi_in)));
                 let _ = dp.delete_sa(&SaId::esp(cd.remote_addr, Spi(cd.spi_out)));
@@ -445,6 +474,10 @@ impl Cluster {
             ClusterEffect::Ike(Effect::Event(ev)) => self.members[i].ike_events.push(ev),
             ClusterEffect::Ike(_) => {}
             ClusterEffect::InstallChild(ci) => {
+                self.members[i].policies.insert(
+                    (ci.child.local_ts.clone(), ci.child.remote_ts.clone()),
+                    Pol::Ipsec(ci.child.reqid),
+                );
                 let dp = &mut self.members[i].dp;
                 let mut sin = spec(&ci.child, true);
                 sin.replay_state = ci.inbound_replay.clone();
@@ -459,9 +492,23 @@ impl Cluster {
                     }
                 }
             }
-            ClusterEffect::BlockPolicies(_) => self.members[i].blocks += 1,
-            ClusterEffect::RemoveBlockPolicies(_) => {
-                self.members[i].blocks = self.members[i].blocks.saturating_sub(1);
+            ClusterEffect::BlockPolicies(bp) => {
+                let m = &mut self.members[i];
+                m.blocks += 1;
+                m.policies
+                    .insert((bp.local_ts.clone(), bp.remote_ts.clone()), Pol::Block);
+            }
+            ClusterEffect::RemoveBlockPolicies(bp) => {
+                let m = &mut self.members[i];
+                m.blocks = m.blocks.saturating_sub(1);
+                m.removals += 1;
+                let key = (bp.local_ts.clone(), bp.remote_ts.clone());
+                match m.policies.get(&key) {
+                    Some(Pol::Block) => {
+                        m.policies.remove(&key);
+                    }
+                    other => m.bad_removals.push(format!("{bp:?}: {other:?}")),
+                }
             }
             ClusterEffect::ReadReplayState { spi, dst } => {
                 let st = self.members[i]
@@ -705,6 +752,14 @@ impl Cluster {
             self.max_accepting <= 1,
             "a datagram was accepted by two nodes"
         );
+        for m in self.members.iter().filter(|m| m.alive) {
+            assert!(
+                m.bad_removals.is_empty(),
+                "{}: {:?}",
+                m.name,
+                m.bad_removals
+            );
+        }
     }
 
     /// The peer's next request is answered: a liveness check completes.
