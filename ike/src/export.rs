@@ -554,7 +554,7 @@ impl Endpoint {
         }
         for c in &sa.children {
             self.child_spis.insert(c.spi_in);
-            self.next_reqid = self.next_reqid.max(c.reqid.saturating_add(1));
+            self.note_reqid(c.reqid);
         }
         if let (Some(vip), Some(rid)) = (sa.virtual_ip, sa.remote_id.as_ref()) {
             let conn_pool = self.connection(&sa.connection).and_then(|c| c.pool.clone());

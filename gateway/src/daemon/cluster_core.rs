@@ -22,7 +22,7 @@ use xfrm::{Dataplane, DataplaneEvent, OwnedRange, ReplayEventThresholds, ReplayS
 
 use super::core::{ClusterInput, Core, Counts, Event, Output};
 use super::dataplane::{self, InstallOptions};
-use super::endpoint_core::{endpoint_config, event, view};
+use super::endpoint_core::{CLUSTER_OWNED, endpoint_config, event, view};
 use crate::config::{ClusterSettings, GatewayConfig, SyncMode};
 use crate::control::{ClusterCountersView, ClusterView, IkeSaView, MemberView};
 
@@ -49,24 +49,44 @@ pub fn cluster_nodes(s: &ClusterSettings) -> Result<(NodeId, Vec<NodeId>), Strin
     Ok((me, nodes))
 }
 
-/// This node's share of the inbound SPI space: disjoint from every other configured
-/// node's, so an SA keeps its SPI wherever it moves and two nodes never pick the same.
-pub fn spi_share(me: &NodeId, nodes: &[NodeId]) -> (u32, u32) {
+/// This node's share of `space` (inclusive): disjoint from every other configured
+/// node's share.
+fn share(me: &NodeId, nodes: &[NodeId], space: (u32, u32)) -> (u32, u32) {
     let n = u32::try_from(nodes.len().max(1)).unwrap_or(u32::MAX);
     let i = nodes
         .iter()
         .position(|x| x == me)
         .and_then(|i| u32::try_from(i).ok())
         .unwrap_or(0);
-    let width = (SPI_SPACE.1 - SPI_SPACE.0) / n;
-    let lo = SPI_SPACE.0 + i * width;
+    let width = (space.1 - space.0) / n;
+    let lo = space.0 + i * width;
     (lo, lo + width - 1)
 }
 
-fn node_endpoint_config(cfg: &GatewayConfig, spis: (u32, u32)) -> EndpointConfig {
+/// This node's share of the inbound SPI space: an SA keeps its SPI wherever it moves
+/// and two nodes never pick the same.
+pub fn spi_share(me: &NodeId, nodes: &[NodeId]) -> (u32, u32) {
+    share(me, nodes, SPI_SPACE)
+}
+
+/// This node's share of Child SA reqids (within the kernel range [`CLUSTER_OWNED`]): a
+/// Child SA taken over keeps its reqid, so reqids must be unique in the cluster.
+pub fn reqid_share(me: &NodeId, nodes: &[NodeId]) -> (u32, u32) {
+    share(me, nodes, (1, CLUSTER_OWNED.max - CLUSTER_OWNED.min))
+}
+
+fn node_endpoint_config(cfg: &GatewayConfig, shares: Shares) -> EndpointConfig {
     let mut c = endpoint_config(cfg);
-    c.spi_range = spis;
+    c.spi_range = shares.spis;
+    c.reqid_range = shares.reqids;
     c
+}
+
+/// This node's SPI and reqid shares.
+#[derive(Clone, Copy, Debug)]
+struct Shares {
+    spis: (u32, u32),
+    reqids: (u32, u32),
 }
 
 /// A cluster node's core.
@@ -74,7 +94,7 @@ pub struct ClusterCore {
     node: ClusterNode,
     dataplane: Box<dyn Dataplane>,
     owned: OwnedRange,
-    spis: (u32, u32),
+    shares: Shares,
     out: VecDeque<Output>,
     child_sas: usize,
     next_dataplane_poll: Instant,
@@ -106,7 +126,10 @@ impl ClusterCore {
             .as_ref()
             .ok_or_else(|| "no [cluster] section".to_owned())?;
         let (me, nodes) = cluster_nodes(s)?;
-        let spis = spi_share(&me, &nodes);
+        let shares = Shares {
+            spis: spi_share(&me, &nodes),
+            reqids: reqid_share(&me, &nodes),
+        };
         let mut ccfg = ClusterConfig::new(me, nodes);
         ccfg.sync = match s.sync {
             SyncMode::Ack => NodeSyncMode::Ack,
@@ -115,7 +138,7 @@ impl ClusterCore {
         ccfg.sync_rate = s.sync_rate;
         ccfg.transfer_rate = s.transfer_rate;
         let lease_chunk = ccfg.lease_chunk;
-        let mut endpoint = Endpoint::new(node_endpoint_config(cfg, spis), now);
+        let mut endpoint = Endpoint::new(node_endpoint_config(cfg, shares), now);
         endpoint.set_wall_clock(now, SystemTime::now());
         let repl = ReplConfig {
             counter_floor: incarnation,
@@ -124,8 +147,8 @@ impl ClusterCore {
         Ok(Self {
             node: ClusterNode::new(ccfg, endpoint, repl),
             dataplane,
-            owned: OwnedRange::default(),
-            spis,
+            owned: CLUSTER_OWNED,
+            shares,
             out: VecDeque::new(),
             child_sas: 0,
             next_dataplane_poll: now + DATAPLANE_POLL,
@@ -376,6 +399,16 @@ fn cluster_event(e: ClusterEvent) -> Event {
         ClusterEvent::SyncStarted { id, m1, p1 } => {
             ("sync_started", Some(id), format!("M1 {m1}, P1 {p1}"))
         }
+        ClusterEvent::SyncRetransmitted { id, m1, p1 } => (
+            "sync_retransmitted",
+            Some(id),
+            format!("new request, M1 {m1}, P1 {p1}"),
+        ),
+        ClusterEvent::SyncGaveUp { id } => (
+            "sync_gave_up",
+            Some(id),
+            "the peer never answered IKEV2_MESSAGE_ID_SYNC; IKE SA deleted".to_owned(),
+        ),
         ClusterEvent::AckTimeout => (
             "ack_timeout",
             None,
@@ -462,7 +495,7 @@ impl Core for ClusterCore {
     fn reconfigure(&mut self, config: &GatewayConfig) {
         self.node
             .endpoint_mut()
-            .reconfigure(node_endpoint_config(config, self.spis));
+            .reconfigure(node_endpoint_config(config, self.shares));
     }
 
     fn counts(&self) -> Counts {
@@ -579,16 +612,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn spi_shares_are_disjoint_and_inside_the_space() {
+    fn spi_and_reqid_shares_are_disjoint_and_inside_their_spaces() {
         let nodes: Vec<NodeId> = ["a", "b", "c"]
             .iter()
             .map(|n| NodeId::new(n).unwrap())
             .collect();
-        let shares: Vec<(u32, u32)> = nodes.iter().map(|n| spi_share(n, &nodes)).collect();
-        for (i, (lo, hi)) in shares.iter().enumerate() {
-            assert!(lo < hi && *lo >= SPI_SPACE.0 && *hi <= SPI_SPACE.1);
-            for (lo2, hi2) in shares.iter().skip(i + 1) {
-                assert!(hi < lo2 || hi2 < lo, "{shares:x?} overlap");
+        for (f, space) in [
+            (spi_share as fn(&NodeId, &[NodeId]) -> (u32, u32), SPI_SPACE),
+            (reqid_share, (1, CLUSTER_OWNED.max - CLUSTER_OWNED.min)),
+        ] {
+            let shares: Vec<(u32, u32)> = nodes.iter().map(|n| f(n, &nodes)).collect();
+            for (i, (lo, hi)) in shares.iter().enumerate() {
+                assert!(lo < hi && *lo >= space.0 && *hi <= space.1);
+                for (lo2, hi2) in shares.iter().skip(i + 1) {
+                    assert!(hi < lo2 || hi2 < lo, "{shares:x?} overlap");
+                }
             }
         }
     }

@@ -125,7 +125,8 @@ pub enum Event {
     /// Something happened at the cluster level (takeover, transfer, sync...).
     Cluster {
         /// Stable label (`took_over`, `transferred_in`, `transferred_out`,
-        /// `lost_ownership`, `sync_started`, `ack_timeout`).
+        /// `lost_ownership`, `sync_started`, `sync_retransmitted`, `sync_gave_up`,
+        /// `ack_timeout`).
         kind: &'static str,
         /// The IKE SA, if any.
         sa: Option<String>,

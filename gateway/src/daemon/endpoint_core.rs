@@ -28,9 +28,26 @@ pub fn endpoint_config(cfg: &GatewayConfig) -> EndpointConfig {
     c
 }
 
+/// Request IDs of a cluster node's kernel objects: wider than a single gateway's
+/// (`OwnedRange::default()`), since every node's Child SAs get a reqid of their own
+/// share and keep it wherever they move.
+pub const CLUSTER_OWNED: OwnedRange = OwnedRange {
+    min: 0x4300_0000,
+    max: 0x43ff_ffff,
+};
+
+/// The reqid range of this daemon's kernel objects.
+pub fn owned_range(cfg: &GatewayConfig) -> OwnedRange {
+    if cfg.cluster.is_some() {
+        CLUSTER_OWNED
+    } else {
+        OwnedRange::default()
+    }
+}
+
 /// Opens the data plane `cfg` asks for.
 pub fn open_dataplane(cfg: &GatewayConfig) -> Result<Box<dyn Dataplane>, String> {
-    let owned = OwnedRange::default();
+    let owned = owned_range(cfg);
     match cfg.gateway.dataplane {
         DataplaneKind::Memory => {
             let mut seed = [0u8; 8];

@@ -42,6 +42,11 @@ pub struct EndpointConfig {
     pub half_open_timeout: Duration,
     /// Inbound ESP SPIs we may choose, inclusive (cluster nodes get disjoint ranges).
     pub spi_range: (u32, u32),
+    /// Child SA request IDs (the kernel's link between SAs and policies) we may choose,
+    /// inclusive. Cluster nodes get disjoint ranges: a node that takes an SA over keeps
+    /// its reqid, which must not be one of its own Child SAs' (two Child SAs to peers
+    /// behind one NAT address would share outbound SA lookups).
+    pub reqid_range: (u32, u32),
     /// The NAT-T port (RFC 3948), where an initiator moves when a NAT is detected.
     pub natt_port: u16,
     /// Crypto implementations.
@@ -59,6 +64,7 @@ impl EndpointConfig {
             half_open_limit: 20_000,
             half_open_timeout: Duration::from_secs(30),
             spi_range: (0xc000_0000, 0xcfff_ffff),
+            reqid_range: (1, u32::MAX),
             natt_port: 4500,
             provider,
         }
@@ -489,9 +495,22 @@ impl Endpoint {
     }
 
     pub(crate) fn fresh_reqid(&mut self) -> u32 {
+        let (lo, hi) = self.config.reqid_range;
+        let (lo, hi) = (lo.max(1), hi.max(lo.max(1)));
+        if !(lo..=hi).contains(&self.next_reqid) {
+            self.next_reqid = lo;
+        }
         let r = self.next_reqid;
-        self.next_reqid = self.next_reqid.wrapping_add(1).max(1);
+        self.next_reqid = if r >= hi { lo } else { r + 1 };
         r
+    }
+
+    /// After an import: never hand out a reqid at or below one in use in our range.
+    pub(crate) fn note_reqid(&mut self, reqid: u32) {
+        let (lo, hi) = self.config.reqid_range;
+        if (lo..hi).contains(&reqid) {
+            self.next_reqid = self.next_reqid.max(reqid + 1);
+        }
     }
 
     pub(crate) fn random_nonce(&self) -> Vec<u8> {
@@ -559,4 +578,24 @@ impl Endpoint {
 /// SHA-256 of a request datagram, for the retransmission check of §2.1.
 pub(crate) fn request_hash(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reqids stay in the configured range (cluster nodes' ranges are disjoint), wrap
+    /// inside it, and an import only moves allocation past reqids of our own range.
+    #[test]
+    fn reqids_stay_in_their_range() {
+        let mut cfg = EndpointConfig::new(&crate::crypto::DEFAULT_PROVIDER);
+        cfg.reqid_range = (100, 102);
+        let mut ep = Endpoint::new(cfg, Instant::now());
+        let got: Vec<u32> = (0..4).map(|_| ep.fresh_reqid()).collect();
+        assert_eq!(got, vec![100, 101, 102, 100]);
+        ep.note_reqid(7); // another node's reqid: ignored
+        assert_eq!(ep.fresh_reqid(), 101);
+        ep.note_reqid(101);
+        assert_eq!(ep.fresh_reqid(), 102);
+    }
 }
