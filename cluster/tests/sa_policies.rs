@@ -1,6 +1,7 @@
 //! Block policies of standbys (DESIGN §4): asked for every replicated Child SA, removed
 //! when the Child SA is gone (its record deleted by its owner, or the Child SA deleted),
-//! kept while another record still needs them, never removed for our own Child SAs.
+//! kept while another record still needs them, never removed for our own Child SAs;
+//! and the lease-end table, pruned of Child SAs that can never be used again.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod sa_common;
@@ -139,4 +140,43 @@ fn never_removed_for_child_sas_we_own() {
     c.run();
     assert_eq!(policy(&c, b, &sel), None);
     c.check();
+}
+
+/// Lease-end table entries (fencing, DESIGN "No (SPI, sequence) pair used twice") of
+/// deleted Child SAs go; those of live Child SAs stay, and fencing still holds.
+#[test]
+fn lease_entries_of_deleted_child_sas_are_pruned() {
+    let mut c = Cluster::new(2, |_| {});
+    for _ in 0..4 {
+        c.add_peer();
+    }
+    c.traffic(300);
+    let table = |c: &Cluster| -> Vec<usize> {
+        c.members.iter().map(|m| m.node.lease_table_len()).collect()
+    };
+    assert_eq!(
+        table(&c),
+        vec![4, 4],
+        "one entry per Child SA on every node"
+    );
+    // A Child SA rekey: the old Child SA is deleted, the new one has an entry.
+    assert!(c.child_rekey_ok(0));
+    assert!(c.child_rekey_ok(1));
+    assert_eq!(table(&c), vec![4, 4]);
+    // An IKE SA deleted by its peer: its Child SA's entry goes everywhere.
+    let id = c.peers[2].id.unwrap();
+    let now = c.now;
+    assert!(c.peers[2].ep.terminate(now, id));
+    c.run();
+    assert_eq!(table(&c), vec![3, 3]);
+    // Fencing with the remaining entries: a failover reuses no (SPI, sequence) pair.
+    c.traffic(300);
+    let dead = c.owners_of_peer(0)[0];
+    c.kill(dead);
+    c.advance(Duration::from_millis(200));
+    c.traffic(300);
+    c.check();
+    for p in [0, 1, 3] {
+        assert!(c.liveness_ok(p), "peer {p}");
+    }
 }

@@ -28,6 +28,7 @@
 //! the argument that no (SPI, sequence number) pair is used twice.
 
 mod hrw;
+mod leases;
 mod node;
 mod record;
 mod standby;

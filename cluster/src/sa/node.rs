@@ -68,8 +68,17 @@ pub struct ClusterNode {
     /// Owned Child SAs by inbound SPI, and outbound → inbound.
     pub(super) children: HashMap<u32, OwnedChild>,
     pub(super) by_spi_out: HashMap<u32, u32>,
-    /// Highest lease end ever seen per outbound SPI (never decreases).
+    /// Highest lease end ever seen per outbound SPI (never decreases while a Child SA
+    /// with that SPI may be used; see `leases.rs` for when an entry goes).
     pub(super) lease_seen: HashMap<u32, u64>,
+    /// Every Child SA we know (owned, or by its `rpl/` record): inbound → outbound SPI,
+    /// and how many of them use each outbound SPI.
+    pub(super) child_out: HashMap<u32, u32>,
+    pub(super) out_refs: HashMap<u32, u32>,
+    /// Child SAs (inbound, outbound SPI) listed by each IKE SA record of another owner,
+    /// and the IKE SA listing each.
+    pub(super) record_kids: HashMap<u64, Vec<(u32, u32)>>,
+    pub(super) kid_ike: HashMap<u32, u64>,
     /// Inbound SPIs of Child SAs with a lease renewal waiting for its quorum.
     pub(super) renewing: HashSet<u32>,
     /// Block policies requested for Child SAs of other owners, by IKE SA; how many of
@@ -143,6 +152,10 @@ impl ClusterNode {
             children: HashMap::new(),
             by_spi_out: HashMap::new(),
             lease_seen: HashMap::new(),
+            child_out: HashMap::new(),
+            out_refs: HashMap::new(),
+            record_kids: HashMap::new(),
+            kid_ike: HashMap::new(),
             renewing: HashSet::new(),
             skip_publish: None,
             blocked: HashMap::new(),
@@ -638,6 +651,7 @@ impl ClusterNode {
         let _ = oseq;
         let _ = self.log.publish(record::child_key(spi_in), rec.encode());
         self.by_spi_out.insert(spi_out, spi_in);
+        self.note_child(spi_in, spi_out);
         let policy = super::standby::policy_key(&child.local_ts, &child.remote_ts);
         *self.owned_policies.entry(policy).or_default() += 1;
         if let Some(old) = self.children.insert(
@@ -676,6 +690,7 @@ impl ClusterNode {
     pub(super) fn forget_child(&mut self, spi_in: u32) {
         if self.drop_owned_child(spi_in).is_some() {
             self.log.delete(record::child_key(spi_in));
+            self.try_prune_lease(spi_in);
         }
     }
 
@@ -803,9 +818,16 @@ impl ClusterNode {
             }
             return;
         }
-        if let Some(rec) = self.log.get(key).and_then(ChildRecord::decode) {
-            let e = self.lease_seen.entry(rec.spi_out).or_insert(0);
-            *e = (*e).max(rec.lease_end);
+        if let Some(spi_in) = record::child_key_spi(key) {
+            match self.log.get(key).and_then(ChildRecord::decode) {
+                Some(rec) => {
+                    let e = self.lease_seen.entry(rec.spi_out).or_insert(0);
+                    *e = (*e).max(rec.lease_end);
+                    self.note_child(spi_in, rec.spi_out);
+                }
+                None if deleted => self.try_prune_lease(spi_in),
+                None => {}
+            }
             return;
         }
         let Some(spi) = record::ike_key_spi(key) else {
@@ -820,6 +842,7 @@ impl ClusterNode {
                 // Its owner deleted it: the virtual IP is free again (if no other SA,
                 // e.g. its rekeyed successor, holds it).
                 self.untrack_vip(spi);
+                self.set_record_kids(spi, Vec::new());
             }
             return;
         }

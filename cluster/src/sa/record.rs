@@ -40,6 +40,12 @@ pub(crate) fn child_key(spi_in: u32) -> RecordKey {
     RecordKey::new(&k).unwrap_or_else(|| RecordKey::from_u128(u128::from(spi_in)))
 }
 
+/// The inbound SPI of an `rpl/` key.
+pub(crate) fn child_key_spi(key: &RecordKey) -> Option<u32> {
+    let rest = key.as_bytes().strip_prefix(b"rpl/")?;
+    Some(u32::from_be_bytes(rest.try_into().ok()?))
+}
+
 /// Key of a drain marker.
 pub(crate) fn drain_key(node: &NodeId) -> RecordKey {
     let mut k = b"drn/".to_vec();
@@ -245,6 +251,8 @@ mod tests {
         assert!(ChildRecord::decode(&bad).is_none());
         assert!(ChildRecord::decode(b"BCC1").is_none());
         assert_eq!(ike_key_spi(&ike_key(77)), Some(77));
+        assert_eq!(child_key_spi(&child_key(0xc000_0005)), Some(0xc000_0005));
+        assert_eq!(child_key_spi(&ike_key(5)), None);
         let n = NodeId::new("gw-3").unwrap();
         assert_eq!(drain_key_node(&drain_key(&n)), Some(n));
     }

@@ -50,6 +50,10 @@ impl ClusterNode {
             return;
         };
         self.block_standby_policies(spi, &sa);
+        self.set_record_kids(
+            spi,
+            sa.children.iter().map(|c| (c.spi_in, c.spi_out)).collect(),
+        );
         if let (Some(vip), Some(rid)) = (sa.virtual_ip, sa.remote_id.as_ref()) {
             // A clash (another identity holds it here) only happens after a partition
             // in which both sides leased outside their share; keep ours.

@@ -199,6 +199,8 @@ impl ClusterNode {
         // The installs replaced our block policies for its Child SAs; forget them (a
         // stale one no Child SA of ours uses is removed).
         self.unblock_sa(spi);
+        // Its Child SAs are ours now (their leases stay known through `children`).
+        self.set_record_kids(spi, Vec::new());
     }
 
     /// RFC 6311 §5.1: M1 = replicated next sender Message ID (or above the last sync
