@@ -204,3 +204,101 @@ impl ClusterNode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use heartbeat::{Membership, NodeId};
+    use ike::config::PoolConfig;
+    use ike::crypto::DEFAULT_PROVIDER;
+    use ike::endpoint::{Endpoint, EndpointConfig};
+
+    use super::*;
+    use crate::replog::ReplConfig;
+
+    fn node(me: &NodeId, all: &[NodeId], now: Instant) -> ClusterNode {
+        let mut c = EndpointConfig::new(&DEFAULT_PROVIDER);
+        c.pools = vec![PoolConfig {
+            name: "vpn".into(),
+            first: "10.9.0.1".parse().unwrap(),
+            last: "10.9.0.64".parse().unwrap(),
+            prefix_len: 24,
+            dns: vec![],
+        }];
+        let cfg = ClusterConfig::new(me.clone(), all.to_vec());
+        ClusterNode::new(cfg, Endpoint::new(c, now), ReplConfig::default())
+    }
+
+    fn paused(n: &ClusterNode) -> bool {
+        n.endpoint().pool("vpn").unwrap().is_paused()
+    }
+
+    /// Delivers replication messages between the two nodes until none is left (only
+    /// from `a` to `b` with `to_b_only`; `b`'s stay queued).
+    fn exchange(now: Instant, a: &mut ClusterNode, b: &mut ClusterNode, to_b_only: bool) {
+        loop {
+            let mut moved = false;
+            while let Some(e) = a.poll_effect() {
+                if let ClusterEffect::Replicate { data, .. } = e {
+                    moved = true;
+                    let from = a.node().clone();
+                    b.handle_repl_message(now, &from, &data).unwrap();
+                }
+            }
+            while let Some(e) = (!to_b_only).then(|| b.poll_effect()).flatten() {
+                if let ClusterEffect::Replicate { data, .. } = e {
+                    moved = true;
+                    let from = b.node().clone();
+                    a.handle_repl_message(now, &from, &data).unwrap();
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    #[test]
+    fn pools_hand_out_nothing_until_the_live_members_records_are_held() {
+        let now = Instant::now();
+        let (n1, n2) = (NodeId::new("gw1").unwrap(), NodeId::new("gw2").unwrap());
+        let all = [n1.clone(), n2.clone()];
+        let mut a = node(&n1, &all, now);
+        let mut b = node(&n2, &all, now);
+        // Alone: nothing to learn.
+        assert!(!paused(&a));
+        let live: BTreeSet<NodeId> = all.iter().cloned().collect();
+        for (x, peer) in [(&mut a, &n2), (&mut b, &n1)] {
+            x.handle_peer_connected(now, peer, 1).unwrap();
+            x.handle_membership(
+                now,
+                Membership {
+                    epoch: 1,
+                    live: live.clone(),
+                },
+            );
+        }
+        // gw2 is live, its records not yet received: gw1 must not hand out addresses.
+        assert!(paused(&a) && paused(&b));
+        // gw2's snapshot reaches gw1 (gw1's does not reach gw2).
+        exchange(now, &mut b, &mut a, true);
+        assert!(!paused(&a), "gw1 holds gw2's records");
+        assert!(paused(&b), "gw2 does not hold gw1's yet");
+        exchange(now, &mut a, &mut b, false);
+        assert!(!paused(&b));
+        // The shares are disjoint and cover the pool.
+        let (pa, pb) = (
+            a.endpoint().pool("vpn").unwrap(),
+            b.endpoint().pool("vpn").unwrap(),
+        );
+        let addrs: Vec<IpAddr> = (1..=64u8).map(|k| IpAddr::from([10, 9, 0, k])).collect();
+        assert!(
+            addrs
+                .iter()
+                .all(|x| pa.is_in_share(*x) != pb.is_in_share(*x))
+        );
+        let na = addrs.iter().filter(|x| pa.is_in_share(**x)).count();
+        assert!((16..=48).contains(&na), "{na} of 64 for gw1");
+    }
+}

@@ -161,6 +161,11 @@ impl AddressPool {
         self.paused = paused;
     }
 
+    /// Whether the pool is paused ([`Self::set_paused`]).
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
     /// Whether [`Self::lease`] may hand out `addr` (it is in this pool and in its share).
     pub fn is_in_share(&self, addr: IpAddr) -> bool {
         self.offset(addr).is_some_and(|off| self.mine(off))
