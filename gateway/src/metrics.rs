@@ -43,6 +43,13 @@ pub struct ResultLabel {
     pub result: String,
 }
 
+/// A label set with a cluster `node`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NodeLabel {
+    /// Node name.
+    pub node: String,
+}
+
 /// A label set with a cluster event `kind`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
@@ -86,6 +93,12 @@ pub struct Metrics {
     pub cluster_events: Family<KindLabel, Counter>,
     /// RFC 6311 Message ID syncs the peer answered.
     pub mid_syncs_completed: Counter,
+    /// Cluster members live in this node's view (this node included).
+    pub cluster_members_live: Gauge,
+    /// IKE SAs owned, per node, by this node's records.
+    pub cluster_sas_owned: Family<NodeLabel, Gauge>,
+    /// Replication lag (records queued or unacknowledged) toward each peer.
+    pub cluster_replication_lag: Family<NodeLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -116,6 +129,9 @@ impl Metrics {
             reloads: Family::default(),
             cluster_events: Family::default(),
             mid_syncs_completed: Counter::default(),
+            cluster_members_live: Gauge::default(),
+            cluster_sas_owned: Family::default(),
+            cluster_replication_lag: Family::default(),
         };
         registry.register(
             "build",
@@ -194,6 +210,21 @@ impl Metrics {
             "RFC 6311 Message ID synchronisations answered by the peer",
             m.mid_syncs_completed.clone(),
         );
+        registry.register(
+            "cluster_members_live",
+            "Cluster members live in this node's view (this node included)",
+            m.cluster_members_live.clone(),
+        );
+        registry.register(
+            "cluster_sas_owned",
+            "IKE SAs owned per node, by this node's records",
+            m.cluster_sas_owned.clone(),
+        );
+        registry.register(
+            "cluster_replication_lag",
+            "Replication records queued or unacknowledged toward each peer",
+            m.cluster_replication_lag.clone(),
+        );
         Self { registry, ..m }
     }
 
@@ -240,6 +271,22 @@ impl Metrics {
                     .inc();
             }
             Event::IkeDown { .. } | Event::IkeRekeyed { .. } | Event::ChildDown { .. } => {}
+        }
+    }
+
+    /// Sets the cluster gauges from `ikectl cluster`'s view.
+    pub fn set_cluster(&self, v: &crate::control::ClusterView) {
+        let g = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.cluster_members_live
+            .set(g(v.members.iter().filter(|m| m.live).count()));
+        for m in &v.members {
+            let l = NodeLabel {
+                node: m.node.clone(),
+            };
+            self.cluster_sas_owned.get_or_create(&l).set(g(m.sas_owned));
+            if let Some(lag) = m.replication_lag {
+                self.cluster_replication_lag.get_or_create(&l).set(g(lag));
+            }
         }
     }
 
@@ -315,4 +362,49 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
 /// Binds the metrics endpoint.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::{ClusterCountersView, ClusterView, MemberView};
+
+    #[test]
+    fn cluster_gauges_in_the_exposition() {
+        let m = Metrics::new();
+        let member = |node: &str, live, sas_owned, lag| MemberView {
+            node: node.into(),
+            live,
+            draining: false,
+            sas_owned,
+            connected: live,
+            replication_lag: lag,
+        };
+        m.set_cluster(&ClusterView {
+            node: "gw1".into(),
+            epoch: 3,
+            members: vec![
+                member("gw1", true, 7, None),
+                member("gw2", false, 2, Some(5)),
+            ],
+            records: 9,
+            queued_transfers: 0,
+            counters: ClusterCountersView::default(),
+        });
+        m.record(&Event::Cluster {
+            kind: "took_over",
+            sa: None,
+            detail: String::new(),
+        });
+        let text = m.encode();
+        for line in [
+            "baton_cluster_members_live 1",
+            "baton_cluster_sas_owned{node=\"gw1\"} 7",
+            "baton_cluster_sas_owned{node=\"gw2\"} 2",
+            "baton_cluster_replication_lag{node=\"gw2\"} 5",
+            "baton_cluster_events_total{kind=\"took_over\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} missing in:\n{text}");
+        }
+    }
 }

@@ -337,6 +337,10 @@ impl Runtime {
             Some(r) => (Some(r.channel), Some(r.membership)),
             None => (None, None),
         };
+        // Cluster gauges: `ClusterNode::status` walks every record, so once a second
+        // rather than after every datagram.
+        let mut gauges = tokio::time::interval(std::time::Duration::from_secs(1));
+        gauges.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             let deadline = self.core.poll_timeout();
             let sleep = tokio::time::sleep_until(
@@ -365,6 +369,11 @@ impl Runtime {
                     | MembershipEvent::MemberDown { view, .. }) = &ev;
                     log_membership(&ev);
                     self.core.handle_cluster(Instant::now(), ClusterInput::Membership(view.clone()));
+                }
+                _ = gauges.tick(), if self.cluster.is_some() => {
+                    if let Some(v) = self.core.cluster_status() {
+                        self.metrics.set_cluster(&v);
+                    }
                 }
                 _ = &mut shutdown => break,
             }
