@@ -13,6 +13,21 @@
 //! dies, HRW of the SPI pair over the survivors names the new owner, on every survivor
 //! alike; a record naming a live owner (e.g. after a transfer) always wins.
 //!
+//! # Standbys
+//! A node keeps the records of SAs it does not own without importing them: it asks for
+//! block policies for their Child SAs ([`ClusterEffect::BlockPolicies`], so it never
+//! forwards a tunnel's traffic in the clear) and for their removal when the Child SAs are
+//! gone ([`ClusterEffect::RemoveBlockPolicies`]: record deleted by its owner, or Child SA
+//! deleted), unless another record or a Child SA of ours still uses those selectors.
+//!
+//! # RFC 6311 sync after a takeover
+//! (M1, P1, nonce) of every attempt is replicated and acked before the request leaves
+//! (§5.1 SHOULD). An unanswered request is retransmitted as a new one (fresh nonce, M1 a
+//! peer window higher): a peer that processed it but lost its response must drop a copy
+//! whose M1 it has seen. Retransmissions are the same sync (§7: one per SA per
+//! failover); after the RFC 7296 number of attempts the IKE SA is deleted
+//! ([`ClusterEvent::SyncGaveUp`]).
+//!
 //! # Virtual IP pools
 //! Every pool is split among the *configured* nodes by HRW of each address over all of
 //! them, live or not ([`ClusterNode::new`] installs the filter on the endpoint's pools):

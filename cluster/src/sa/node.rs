@@ -836,11 +836,11 @@ impl ClusterNode {
         if deleted {
             self.index.remove(&spi);
             if !self.owned.contains(&spi) {
-                // Its owner deleted it: its Child SAs are gone, so are their block
-                // policies here (not those our own Child SAs use).
+                // Its owner deleted it, with its Child SAs: their block policies go
+                // (not those our own Child SAs use), the virtual IP is free again (if no
+                // other SA, e.g. its rekeyed successor, holds it), and the lease entries
+                // of its Child SAs whose records are deleted too.
                 self.unblock_sa(spi);
-                // Its owner deleted it: the virtual IP is free again (if no other SA,
-                // e.g. its rekeyed successor, holds it).
                 self.untrack_vip(spi);
                 self.set_record_kids(spi, Vec::new());
             }
