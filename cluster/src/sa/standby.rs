@@ -301,4 +301,61 @@ mod tests {
         let na = addrs.iter().filter(|x| pa.is_in_share(**x)).count();
         assert!((16..=48).contains(&na), "{na} of 64 for gw1");
     }
+
+    fn block(spi: u64, reqid: u32, host: u8) -> BlockPolicies {
+        let ts = |a: [u8; 4]| IpTrafficSelector {
+            ip_protocol: 0,
+            start_port: 0,
+            end_port: 65535,
+            start_addr: IpAddr::from(a),
+            end_addr: IpAddr::from(a),
+        };
+        BlockPolicies {
+            ike_sa: IkeSaId(spi),
+            reqid,
+            mode: ike::config::IpsecMode::Tunnel,
+            local_addr: IpAddr::from([198, 51, 100, 1]),
+            remote_addr: IpAddr::from([192, 0, 2, host]),
+            local_ts: vec![ts([10, 1, 0, 0])],
+            remote_ts: vec![ts([192, 0, 2, host])],
+        }
+    }
+
+    fn removals(n: &mut ClusterNode) -> Vec<BlockPolicies> {
+        n.flush_unblocks();
+        let mut v = Vec::new();
+        while let Some(e) = n.poll_effect() {
+            if let ClusterEffect::RemoveBlockPolicies(b) = e {
+                v.push(*b);
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn a_block_policy_goes_when_no_record_and_no_child_sa_of_ours_uses_it() {
+        let now = Instant::now();
+        let me = NodeId::new("gw1").unwrap();
+        let mut n = node(&me, std::slice::from_ref(&me), now);
+        // An IKE SA and its rekeyed successor (another record) block the same selectors.
+        assert!(n.register_block(&block(1, 7, 10)));
+        assert!(!n.register_block(&block(2, 7, 10)), "already blocked");
+        assert!(!n.register_block(&block(1, 7, 10)));
+        n.unblock_sa(1);
+        assert!(removals(&mut n).is_empty(), "the successor still needs it");
+        n.unblock_sa(2);
+        assert_eq!(removals(&mut n), vec![block(2, 7, 10)]);
+        // Removed and blocked again within one batch: no gap, no request.
+        assert!(n.register_block(&block(3, 7, 11)));
+        n.unblock_sa(3);
+        assert!(!n.register_block(&block(4, 7, 11)), "still in place");
+        assert!(removals(&mut n).is_empty());
+        // A Child SA of ours uses the selectors: never removed.
+        let b = block(5, 9, 12);
+        n.owned_policies
+            .insert(policy_key(&b.local_ts, &b.remote_ts), 1);
+        assert!(n.register_block(&b));
+        n.unblock_sa(5);
+        assert!(removals(&mut n).is_empty());
+    }
 }
