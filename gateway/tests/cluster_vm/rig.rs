@@ -50,6 +50,42 @@ const MCAST_MAC: &str = "01:00:5e:00:00:01";
 /// Replication and heartbeat port.
 const CLUSTER_PORT: u16 = 4510;
 
+/// `key`'s value, or `default` if unset or empty.
+pub(crate) fn env_or(key: &str, default: &str) -> String {
+    std::env::var(key)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_owned())
+}
+
+/// The IKE proposal of both ends: `BATON_CLUSTER_VM_IKE`, else AES-GCM (the harness's).
+pub(crate) fn ike_proposals() -> Vec<String> {
+    vec![env_or(
+        "BATON_CLUSTER_VM_IKE",
+        "aes128gcm16-prfsha256-x25519",
+    )]
+}
+
+/// The heartbeat timers: `BATON_CLUSTER_VM_HEARTBEAT=<interval>x<multiplier>` (e.g.
+/// `100msx3`, batond's default), else [`DEFAULT_HEARTBEAT`].
+pub(crate) fn heartbeat() -> (String, u32) {
+    let spec = std::env::var("BATON_CLUSTER_VM_HEARTBEAT").unwrap_or_default();
+    let spec = if spec.is_empty() {
+        DEFAULT_HEARTBEAT
+    } else {
+        &spec
+    };
+    let (i, m) = spec
+        .split_once('x')
+        .expect("heartbeat: <interval>x<multiplier>");
+    (i.to_owned(), m.parse().expect("heartbeat multiplier"))
+}
+
+/// The checks' heartbeat timers. batond's default (100 ms x 3) declares a node dead
+/// after 300 ms of silence, which the emulated guest's stalls exceed (see the module
+/// comment of cluster_vm.rs): these checks are about ESP, not about timing.
+pub(crate) const DEFAULT_HEARTBEAT: &str = "250msx8";
+
 /// The nftables rule of every gateway (see the module comment).
 const PKTTYPE_NFT: &str = "table ip baton_vip {\n chain pre {\n  type filter hook prerouting priority -300; policy accept;\n  meta pkttype multicast ip daddr != 224.0.0.0/4 meta pkttype set unicast\n }\n}\n";
 
@@ -381,6 +417,7 @@ impl Rig {
     /// The `[cluster]` table of node `i` (all nodes are peers of each other).
     pub(crate) fn cluster_toml(&self, i: usize, key_file: &Path, sync: &str) -> String {
         let me = &self.nodes[i];
+        let (interval, multiplier) = heartbeat();
         let peers: Vec<String> = self
             .nodes
             .iter()
@@ -388,7 +425,7 @@ impl Rig {
             .map(|n| format!("{} = \"{}:{CLUSTER_PORT}\"", n.name, n.addr))
             .collect();
         format!(
-            "[cluster]\nnode = {:?}\nlisten = \"{}:{CLUSTER_PORT}\"\npeers = {{ {} }}\nkey_file = {:?}\nvip = [\"{VIP}\"]\nsync = {sync:?}\nheartbeat_interval = \"100ms\"\nheartbeat_multiplier = 3\n",
+            "[cluster]\nnode = {:?}\nlisten = \"{}:{CLUSTER_PORT}\"\npeers = {{ {} }}\nkey_file = {:?}\nvip = [\"{VIP}\"]\nsync = {sync:?}\nheartbeat_interval = {interval:?}\nheartbeat_multiplier = {multiplier}\n",
             me.name,
             me.addr,
             peers.join(", "),
@@ -411,11 +448,14 @@ impl Rig {
     pub(crate) fn start_nodes(&mut self, cluster: bool) {
         let key = self.write_cluster_key();
         let base = |sock: &Path| {
-            PskConnection::gateway(VIP.parse().expect("VIP")).to_batond_toml(VIP, sock, "xfrm")
+            let mut c = PskConnection::gateway(VIP.parse().expect("VIP"));
+            c.proposals = ike_proposals();
+            c.to_batond_toml(VIP, sock, "xfrm")
         };
+        let sync = env_or("BATON_CLUSTER_VM_SYNC", "ack");
         for i in 0..self.nodes.len() {
             let table = if cluster {
-                self.cluster_toml(i, &key, "ack")
+                self.cluster_toml(i, &key, &sync)
             } else {
                 String::new()
             };
@@ -499,12 +539,12 @@ impl Rig {
         // The guest's AES-GCM runs partly asynchronously (cryptd, under emulation), which
         // reorders a 1,000 datagrams/s stream by more than strongSwan's default 32-packet
         // replay window: a window of 1,024 keeps reordering from counting as loss.
-        let conf = PskConnection::client(VIP.parse().expect("VIP"))
-            .to_swanctl_conf()
-            .replace(
-                "        esp_proposals",
-                "        replay_window = 1024\n        esp_proposals",
-            );
+        let mut conn = PskConnection::client(VIP.parse().expect("VIP"));
+        conn.proposals = ike_proposals();
+        let conf = conn.to_swanctl_conf().replace(
+            "        esp_proposals",
+            "        replay_window = 1024\n        esp_proposals",
+        );
         assert!(conf.contains("replay_window = 1024"), "{conf}");
         charon.load(&conf).expect("load client config");
         let up = charon.initiate("home", "net");
