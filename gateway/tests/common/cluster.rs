@@ -196,11 +196,21 @@ impl Cluster {
     /// sees every other one live; then starts one charon (kernel-libipsec) per client
     /// with `charon_extra` in its strongswan.conf.
     pub fn start(nodes: usize, clients: usize, sync: &str, charon_extra: &str) -> Self {
+        Self::start_with(nodes, clients, sync, charon_extra, &gateway_connection())
+    }
+
+    /// [`Cluster::start`] with `gw` as every node's connection.
+    pub fn start_with(
+        nodes: usize,
+        clients: usize,
+        sync: &str,
+        charon_extra: &str,
+        gw: &PskConnection,
+    ) -> Self {
         let topo = SharedVip::new(nodes, clients).expect("shared-VIP topology");
         let dir = WorkDir::new("cluster").expect("workdir");
         let key = dir.path().join("cluster.key");
         gen_key(&key);
-        let gw = gateway_connection();
         let mut started = Vec::with_capacity(nodes);
         for (i, ns) in topo.nodes.iter().enumerate() {
             let d = WorkDir::new(&node_name(i)).expect("workdir");
@@ -379,8 +389,12 @@ impl Cluster {
             );
         }
         for i in self.live() {
+            let counters = self
+                .cluster_json(i)
+                .map(|j| j.to_string())
+                .unwrap_or_else(|e| e);
             s += &format!(
-                "----- {} -----\n{}\n",
+                "----- {} -----\n{}\nikectl cluster: {counters}\n",
                 node_name(i),
                 tail(&Responder::log(self.node(i)), 80)
             );
