@@ -166,7 +166,7 @@ fn connect_all(c: &Cluster) -> Vec<IkeSaInfo> {
 /// and strongSwan logged the sync. Returns (victim, new owner).
 fn kill_owner_and_check(c: &mut Cluster, views: &[IkeSaInfo]) -> (usize, usize) {
     let spi0 = views[0].initiator_spi.clone();
-    let (victim, _) = c.wait_single_holder(&spi0, "the owner");
+    let (victim, victim_view) = c.wait_single_holder(&spi0, "the owner");
     let held_by_victim: Vec<usize> = (0..views.len())
         .filter(|&k| {
             c.holders(&views[k].initiator_spi)
@@ -183,6 +183,8 @@ fn kill_owner_and_check(c: &mut Cluster, views: &[IkeSaInfo]) -> (usize, usize) 
     let (owner, g) = c.wait_single_holder(&spi0, "a survivor to take the SA over");
     let took = t0.elapsed();
     assert_ne!(owner, victim);
+    // The survivor lists it under the same id (and SPIs, below).
+    assert_eq!(g.uniqueid, victim_view.uniqueid, "ikectl id changed");
     assert_eq!(c.owner_field(owner, &spi0), node_name(owner));
     for (k, sa) in views.iter().enumerate() {
         let now = only(&c.clients[k].list_sas().expect("list-sas"));
