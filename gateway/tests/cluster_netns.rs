@@ -492,6 +492,80 @@ fn gateway_liveness_checks_then_owner_killed_aes_gcm() {
     gateway_liveness_then_owner_killed(AEAD_SUITE);
 }
 
+/// nftables in the client's namespace drops what charon sends as a response to a
+/// Message ID 0 INFORMATIONAL (its answer to an RFC 6311 sync) on UDP 4500: after the
+/// non-ESP marker (bits 64..96 of the UDP datagram), the IKE header's exchange type
+/// (byte 18), Response flag (byte 19) and Message ID (bytes 20..24, RFC 7296 §3.1).
+/// A thread removes the rule as soon as it has dropped one; its result says whether
+/// that happened.
+fn drop_first_sync_response(ns: &interop::Netns) -> std::thread::JoinHandle<bool> {
+    let rules = "table inet lossy {\n chain out {\n  type filter hook output priority 0; policy accept;\n  udp dport 4500 @th,64,32 0 @th,240,8 37 @th,248,8 & 0x20 == 0x20 @th,256,32 0 counter drop\n }\n}\n";
+    let mut child = ns
+        .command("nft")
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("nft");
+    std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), rules.as_bytes())
+        .expect("write rules");
+    drop(child.stdin.take());
+    assert!(child.wait().expect("nft").success(), "nft -f failed");
+    let name = ns.name().to_owned();
+    std::thread::spawn(move || {
+        let nft = |args: &[&str]| {
+            let mut a = vec!["netns", "exec", name.as_str(), "nft"];
+            a.extend_from_slice(args);
+            interop::netns::run("ip", &a)
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut dropped = false;
+        while Instant::now() < deadline && !dropped {
+            dropped = nft(&["list", "table", "inet", "lossy"])
+                .is_ok_and(|o| !String::from_utf8_lossy(&o.stdout).contains("counter packets 0 "));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = nft(&["delete", "table", "inet", "lossy"]);
+        dropped
+    })
+}
+
+/// strongSwan's answer to the survivor's first RFC 6311 sync is lost: the survivor
+/// sends the sync again as a new request (fresh nonce, higher M1), strongSwan answers
+/// that one, and the IKE SA goes on (liveness checks and rekeys). AES-CBC for IKE: with
+/// AES-GCM strongSwan 5.9.8 cannot encrypt a second Message ID 0 response under the same
+/// keys (see [`gateway_liveness_checks_then_owner_killed_aes_gcm`]).
+#[test]
+fn lost_sync_response_is_retransmitted() {
+    if udp_probe_if_asked() {
+        return;
+    }
+    prerequisites();
+    let mut c = Cluster::start(2, 1, "ack", CHARON_EXTRA);
+    let ch = &c.clients[0];
+    ch.load_connection(&client_connection(0, CBC_SUITE, Some("2s")))
+        .expect("load client");
+    ch.initiate("home", "net").expect("initiate");
+    let views = client_views(&c);
+    let mark = c.clients[0].log().len();
+    let lossy = drop_first_sync_response(&c.topo.clients[0]);
+    kill_owner_and_check(&mut c, &views);
+    assert!(
+        lossy.join().expect("lossy thread"),
+        "no sync response was dropped\n{}",
+        c.logs()
+    );
+    let ch = &c.clients[0];
+    let log = ch.log();
+    let syncs = log
+        .get(mark..)
+        .unwrap_or_default()
+        .matches("responder requested MID sync")
+        .count();
+    assert!(syncs >= 2, "strongSwan processed {syncs} syncs\n{log}");
+    let mark = ch.log().len();
+    liveness_and_rekeys(&c, 0, mark);
+}
+
 /// Virtual IPs come from one address pool for the whole cluster: clients whose IKE
 /// SAs different nodes own never get the same address (RFC 7296 §3.15.1: the
 /// address is the client's own for the life of the IKE SA).
