@@ -232,3 +232,61 @@ fn lazy_sync_runs_on_the_first_datagram_only() {
     }
     c.check();
 }
+
+/// The gateway's own liveness check on the SA owned by `p`'s owner; true when answered.
+fn gateway_liveness_ok(c: &mut Cluster, p: usize) -> bool {
+    let owner = c.owners_of_peer(p)[0];
+    let id = c.gw_id(p);
+    // A request of the gateway's own may still be in flight (its liveness timer).
+    c.advance(Duration::from_millis(100));
+    let now = c.now;
+    let before = c.members[owner]
+        .node
+        .endpoint()
+        .ike_sa(id)
+        .unwrap()
+        .msgids
+        .our_next_request;
+    assert!(
+        c.members[owner].node.endpoint_mut().send_liveness(now, id),
+        "{:?}\n{:?}",
+        c.members[owner].ike_events,
+        c.peers[p].events
+    );
+    c.members[owner].node.flush(now);
+    c.run();
+    c.advance(Duration::from_millis(100));
+    let sa = c.members[owner].node.endpoint().ike_sa(id).unwrap();
+    sa.msgids.our_next_request == before + 1 && sa.msgids.outstanding.is_none()
+}
+
+/// An AEAD IKE SA whose peer already answered our requests cannot answer a Message ID 0
+/// sync (strongSwan derives AEAD IVs from Message IDs and refuses to repeat one, then
+/// destroys the IKE SA): the survivor does not send one, and the replicated Message IDs
+/// (`ack` mode: exact) carry the SA on — both directions' requests are answered.
+#[test]
+fn aead_sa_after_gateway_requests_fails_over_without_a_sync() {
+    let mut c = cluster_with_peers(2, 1, SyncMode::Ack);
+    let p = 0;
+    assert!(gateway_liveness_ok(&mut c, p), "gateway liveness before");
+    let dead = c.owners_of_peer(p)[0];
+    let survivor = 1 - dead;
+    c.kill(dead);
+    c.advance(Duration::from_millis(200));
+    c.check();
+    assert_eq!(c.owners_of_peer(p), vec![survivor]);
+    let k = c.members[survivor].node.counters();
+    assert_eq!((k.takeovers, k.syncs_started, k.syncs_skipped), (1, 0, 1));
+    assert_eq!(synced_on_peer(&c, p), 0, "no sync reached the peer");
+    assert!(
+        gateway_liveness_ok(&mut c, p),
+        "gateway liveness after takeover"
+    );
+    assert!(c.liveness_ok(p), "peer liveness after takeover");
+    assert!(c.child_rekey_ok(p), "child rekey after takeover");
+    assert!(
+        gateway_liveness_ok(&mut c, p),
+        "gateway liveness after rekey"
+    );
+    c.check();
+}

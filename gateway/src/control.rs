@@ -217,6 +217,16 @@ pub struct ClusterCountersView {
     pub syncs_started: u64,
     /// RFC 6311 syncs the peer answered.
     pub syncs_completed: u64,
+    /// RFC 6311 sync requests sent again (a new request, higher M1) after no answer.
+    #[serde(default)]
+    pub sync_retransmissions: u64,
+    /// RFC 6311 syncs never answered (the IKE SA was deleted).
+    #[serde(default)]
+    pub syncs_failed: u64,
+    /// RFC 6311 syncs not sent after a takeover: AEAD IKE SAs whose peer already
+    /// answered our requests (a Message ID 0 response would repeat its IV).
+    #[serde(default)]
+    pub syncs_skipped: u64,
     /// `sync = "ack"` holds that timed out (the response left unacknowledged).
     pub ack_timeouts: u64,
     /// IKE datagrams held for acknowledgement now.

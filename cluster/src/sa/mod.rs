@@ -321,6 +321,10 @@ pub struct ClusterCounters {
     pub syncs_started: u64,
     /// RFC 6311 syncs answered by the peer.
     pub syncs_completed: u64,
+    /// RFC 6311 syncs not sent after a takeover although negotiated: an AEAD IKE SA whose
+    /// peer already answered our requests cannot answer a Message ID 0 sync (its
+    /// Message-ID-derived IV would repeat); the replicated Message IDs carry it on.
+    pub syncs_skipped: u64,
     /// RFC 6311 sync requests sent again (as new requests) after no answer.
     pub sync_retransmissions: u64,
     /// RFC 6311 syncs never answered (their IKE SA was deleted).

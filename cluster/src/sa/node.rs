@@ -90,6 +90,9 @@ pub struct ClusterNode {
     pub(super) unblock_pending: HashMap<u64, super::BlockPolicies>,
     /// An SA whose record was just published by a takeover (skip it in the next pump).
     pub(super) skip_publish: Option<u64>,
+    /// SAs whose state changed without an effect (a response to our request cleared its
+    /// outstanding request): published by the next pump.
+    pub(super) touched_extra: Vec<u64>,
     pub(super) overrides: HashMap<u32, InstallOverride>,
     pub(super) effects: VecDeque<ClusterEffect>,
     pub(super) held: VecDeque<Held>,
@@ -158,6 +161,7 @@ impl ClusterNode {
             kid_ike: HashMap::new(),
             renewing: HashSet::new(),
             skip_publish: None,
+            touched_extra: Vec::new(),
             blocked: HashMap::new(),
             block_refs: HashMap::new(),
             owned_policies: HashMap::new(),
@@ -298,6 +302,11 @@ impl ClusterNode {
             self.start_sync(now, our_spi);
         }
         self.endpoint.handle_datagram(now, local, remote, data);
+        if flags.response() {
+            // The answer to our request: no datagram leaves, but the record must no
+            // longer carry the request as outstanding (a new owner would resend it).
+            self.touched_extra.push(our_spi);
+        }
         self.pump(now, false);
         self.flush_unblocks();
         true
@@ -471,7 +480,7 @@ impl ClusterNode {
     /// `ack` mode (or always, with `force_hold`, for RFC 6311 sync requests) until the
     /// records are acked by all live members.
     pub(super) fn pump(&mut self, now: Instant, force_hold: bool) {
-        let mut touched: Vec<u64> = Vec::new();
+        let mut touched: Vec<u64> = std::mem::take(&mut self.touched_extra);
         let mut sends: Vec<Effect> = Vec::new();
         let mut sync_sends = false;
         while let Some(e) = self.endpoint.poll_effect() {

@@ -70,7 +70,17 @@ impl ClusterNode {
         let Some(sa) = self.endpoint.ike_sa(id) else {
             return;
         };
-        let (mid_sync, replay_sync, spi_i) = (sa.mid_sync, sa.replay_sync, sa.spis.spi_i.0);
+        let (negotiated, replay_sync, spi_i) = (sa.mid_sync, sa.replay_sync, sa.spis.spi_i.0);
+        // A peer may derive its AEAD IVs from Message IDs (strongSwan does; RFC 5282 §3.1
+        // forbids an IV twice under a key): once it has answered a request of ours on
+        // these keys, it cannot answer a Message ID 0 sync without repeating an IV, and
+        // strongSwan then destroys the IKE SA. The replicated Message IDs (exact in `ack`
+        // mode) carry such an SA on instead.
+        let answerable = !ike::crypto::is_aead(sa.suite.encr.id) || sa.msgids.our_next_request == 0;
+        let mid_sync = negotiated && answerable;
+        if negotiated && !answerable && rec.owner != self.cfg.node {
+            self.counters.syncs_skipped += 1;
+        }
         let kids: Vec<(u32, u32, bool)> = sa
             .children
             .iter()

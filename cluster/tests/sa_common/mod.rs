@@ -26,7 +26,7 @@ use ike::crypto::{DEFAULT_PROVIDER, SecretBytes};
 use ike::endpoint::{ChildInstall, Effect, Endpoint, EndpointConfig, SaEvent};
 use ike::initiator::InitiatorOptions;
 use ike::sa::IkeSaId;
-use ike::wire::{EncrId, EsnId, IdType, IpTrafficSelector, KeGroup, PrfId};
+use ike::wire::{EncrId, EsnId, IdType, IntegId, IpTrafficSelector, KeGroup, PrfId};
 use xfrm::{
     AeadAlgorithm, Crypto, Dataplane, Key, Mode, OwnedRange, ReplayEventThresholds, SaId, SaSpec,
     Spi, Wire,
@@ -43,15 +43,39 @@ fn fqdn(s: &str) -> Identity {
     }
 }
 
+thread_local! {
+    /// IKE SAs with AES-CBC + HMAC instead of AES-GCM for the clusters built on this
+    /// thread (each test has its own): a cluster sends RFC 6311 syncs to AEAD IKE SAs
+    /// only while the peer has answered none of our requests (IVs from Message IDs).
+    static IKE_CBC: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Makes the clusters built next on this thread negotiate AES-CBC IKE SAs.
+pub fn use_cbc_ike_sas() {
+    IKE_CBC.with(|c| c.set(true));
+}
+
 fn proposals() -> (IkeProposalConfig, EspProposalConfig) {
     let gcm = EncrAlg {
         id: EncrId::AES_GCM_16,
         key_bits: 128,
     };
+    let cbc = IKE_CBC.with(std::cell::Cell::get);
     (
         IkeProposalConfig {
-            encr: vec![gcm],
-            integ: vec![],
+            encr: vec![if cbc {
+                EncrAlg {
+                    id: EncrId::AES_CBC,
+                    key_bits: 128,
+                }
+            } else {
+                gcm
+            }],
+            integ: if cbc {
+                vec![IntegId::HMAC_SHA2_256_128]
+            } else {
+                vec![]
+            },
             prf: vec![PrfId::HMAC_SHA2_256],
             ke: vec![KeGroup::CURVE25519],
         },

@@ -313,7 +313,7 @@ fn cluster_text(c: &ClusterView) -> String {
     let k = &c.counters;
     format!(
         "node {}, membership epoch {}, {} IKE SA record(s), {} transfer(s) queued\n{}\
-         takeovers {}, RFC 6311 syncs {} started / {} answered, transfers {} in / {} out, \
+         takeovers {}, RFC 6311 syncs {} started / {} answered ({} resent, {} failed, {} not needed), transfers {} in / {} out, \
          lease renewals {}, ack timeouts {}, held datagrams {}\n",
         c.node,
         c.epoch,
@@ -323,6 +323,9 @@ fn cluster_text(c: &ClusterView) -> String {
         k.takeovers,
         k.syncs_started,
         k.syncs_completed,
+        k.sync_retransmissions,
+        k.syncs_failed,
+        k.syncs_skipped,
         k.transfers_in,
         k.transfers_out,
         k.lease_renewals,

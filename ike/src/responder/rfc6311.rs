@@ -294,7 +294,8 @@ impl Endpoint {
             r.expected_send_req_message_id,
             r.expected_recv_req_message_id,
         );
-        sa.msgids.our_next_request = m2.max(attempt.m1);
+        // Never backwards: a Message ID once used is never used again (RFC 7296 §2.2).
+        sa.msgids.our_next_request = m2.max(attempt.m1).max(sa.msgids.our_next_request);
         sa.msgids.peer_next_request = p2.max(attempt.p1);
         sa.msgids.sync_pending = None;
         sa.msgids.last_response = None;

@@ -147,7 +147,10 @@ impl MessageIdWindow {
 
     /// Whether we may send a new request now.
     pub fn can_send_request(&self) -> bool {
-        self.outstanding.is_none() && self.our_next_request != u32::MAX
+        // RFC 6311: until the peer answered the sync, our next Message ID is not known.
+        self.outstanding.is_none()
+            && self.sync_pending.is_none()
+            && self.our_next_request != u32::MAX
     }
 
     /// Takes the Message ID for a new request and remembers the request for
@@ -219,6 +222,24 @@ mod tests {
         // Same Message ID, different bytes: not a retransmission.
         assert_eq!(w.classify_request(1, &[2u8; 32]), RequestDisposition::Drop);
         assert_eq!(w.classify_request(2, &h1), RequestDisposition::Process);
+    }
+
+    /// RFC 6311: while a sync is pending our next Message ID is unknown, so no request
+    /// starts (one started then would reuse M1 after the response).
+    #[test]
+    fn no_request_while_a_sync_is_pending() {
+        let mut w = MessageIdWindow::after_ike_sa_init(false);
+        assert!(w.can_send_request());
+        w.sync_pending = Some(SyncAttempt {
+            nonce: 7,
+            m1: 21,
+            p1: 2,
+            datagrams: Vec::new(),
+            transmissions: 1,
+        });
+        assert!(!w.can_send_request());
+        w.sync_pending = None;
+        assert!(w.can_send_request());
     }
 
     #[test]
