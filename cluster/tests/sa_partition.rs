@@ -154,3 +154,38 @@ fn without_quorum_soft_expiry_rekeys_and_traffic_goes_on() {
     assert!(c.liveness_ok(p));
     c.check();
 }
+
+/// An isolated minority node sees every peer datagram (shared VIP) but must not take an
+/// SA over on one: it cannot know the leases the majority grants meanwhile. (Before the
+/// fix a datagram-triggered takeover skipped the fencing check: the isolated node
+/// answered and sent in a lease range the majority's owner later renewed into.)
+#[test]
+fn isolated_minority_does_not_take_over_on_a_datagram() {
+    let mut c = Cluster::new(3, |cfg| cfg.lease_chunk = CHUNK);
+    for _ in 0..6 {
+        c.add_peer();
+    }
+    c.traffic(1_000);
+    // Peer q and a node that does not own its SA.
+    let q = 0;
+    let owner = c.owners_of_peer(q)[0];
+    let isolated = (0..3).find(|i| *i != owner).unwrap();
+    let majority: Vec<usize> = (0..3).filter(|i| *i != isolated).collect();
+    c.partition(&[isolated], &majority);
+    c.advance(Duration::from_millis(200));
+    // The peer's requests reach every node, the isolated one included.
+    assert!(c.liveness_ok(q), "the owner in the majority answers");
+    let gw = c.gw_id(q);
+    assert!(
+        !c.members[isolated].node.owns(gw),
+        "the isolated node took the majority's SA over"
+    );
+    // The majority keeps renewing leases; nothing is ever sent twice.
+    for _ in 0..20 {
+        c.traffic(1_000);
+    }
+    assert!(c.wire.reused().is_empty(), "reused: {:?}", c.wire.reused());
+    c.heal();
+    c.advance(Duration::from_millis(200));
+    c.check();
+}

@@ -294,7 +294,12 @@ impl ClusterNode {
             return false;
         }
         if !new_sa && !self.owned.contains(&our_spi) && self.index.contains_key(&our_spi) {
-            // Ownership came to us (membership change not yet processed): take over now.
+            // Ownership came to us (membership change not yet processed): take over now,
+            // under the same fencing rule as any takeover; a minority must not answer.
+            if !self.fenced_takeover_possible() {
+                self.counters.not_owner += 1;
+                return false;
+            }
             self.take_over(now, our_spi);
         }
         if self.sync_due.contains(&our_spi) && self.cfg.sync_rate.is_none() {

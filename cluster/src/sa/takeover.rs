@@ -24,10 +24,7 @@ impl ClusterNode {
             self.takeover_pending = true;
             return;
         }
-        // Fencing: our knowledge (us + synced live members) must intersect every
-        // quorum that can have granted a lease renewal, so we know the latest lease end.
-        let n = self.cfg.nodes.len();
-        if self.membership.live.len() + self.quorum() < n + 1 {
+        if !self.fenced_takeover_possible() {
             return;
         }
         self.takeover_pending = false;
@@ -52,6 +49,14 @@ impl ClusterNode {
         for spi in mine {
             self.take_over(now, spi);
         }
+    }
+
+    /// Fencing: a takeover needs our knowledge (us + synced live members) to intersect
+    /// every quorum that can have granted a lease renewal, so that we know the latest
+    /// lease end; and the log synced with every live member.
+    pub(super) fn fenced_takeover_possible(&self) -> bool {
+        let n = self.cfg.nodes.len();
+        self.log.is_synced_with_live() && self.membership.live.len() + self.quorum() > n
     }
 
     /// Imports the SA's record and makes it live here: leases and replay windows on its
