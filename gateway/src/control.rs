@@ -254,6 +254,10 @@ pub struct ClusterView {
     pub records: usize,
     /// Transfers queued by drain or rebalancing, not started yet.
     pub queued_transfers: usize,
+    /// Address pools hand out nothing until this node holds the live members' records
+    /// (a restarted node must not lease an address a survivor still holds).
+    #[serde(default)]
+    pub pools_paused: bool,
     /// Counters.
     pub counters: ClusterCountersView,
 }

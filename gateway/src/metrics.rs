@@ -389,6 +389,7 @@ mod tests {
             ],
             records: 9,
             queued_transfers: 0,
+            pools_paused: false,
             counters: ClusterCountersView::default(),
         });
         m.record(&Event::Cluster {

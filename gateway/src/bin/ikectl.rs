@@ -312,13 +312,18 @@ fn cluster_text(c: &ClusterView) -> String {
         .collect();
     let k = &c.counters;
     format!(
-        "node {}, membership epoch {}, {} IKE SA record(s), {} transfer(s) queued\n{}\
+        "node {}, membership epoch {}, {} IKE SA record(s), {} transfer(s) queued{}\n{}\
          takeovers {}, RFC 6311 syncs {} started / {} answered ({} resent, {} failed, {} not needed), transfers {} in / {} out, \
          lease renewals {}, ack timeouts {}, held datagrams {}\n",
         c.node,
         c.epoch,
         c.records,
         c.queued_transfers,
+        if c.pools_paused {
+            ", address pools paused (waiting for the live members' records)"
+        } else {
+            ""
+        },
         table(&["NODE", "STATE", "SAS OWNED", "REPLICATION", "LAG"], &rows),
         k.takeovers,
         k.syncs_started,

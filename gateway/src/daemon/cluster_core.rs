@@ -95,6 +95,8 @@ pub struct ClusterCore {
     dataplane: Box<dyn Dataplane>,
     owned: OwnedRange,
     shares: Shares,
+    /// Configured pool names (for `pools_paused`).
+    pool_names: Vec<String>,
     out: VecDeque<Output>,
     child_sas: usize,
     next_dataplane_poll: Instant,
@@ -149,6 +151,7 @@ impl ClusterCore {
             dataplane,
             owned: CLUSTER_OWNED,
             shares,
+            pool_names: cfg.pools.iter().map(|p| p.name.clone()).collect(),
             out: VecDeque::new(),
             child_sas: 0,
             next_dataplane_poll: now + DATAPLANE_POLL,
@@ -493,6 +496,7 @@ impl Core for ClusterCore {
     }
 
     fn reconfigure(&mut self, config: &GatewayConfig) {
+        self.pool_names = config.pools.iter().map(|p| p.name.clone()).collect();
         self.node
             .endpoint_mut()
             .reconfigure(node_endpoint_config(config, self.shares));
@@ -567,6 +571,12 @@ impl Core for ClusterCore {
                 .collect(),
             records: s.records,
             queued_transfers: self.node.queued_transfers(),
+            pools_paused: self.pool_names.iter().any(|n| {
+                self.node
+                    .endpoint()
+                    .pool(n)
+                    .is_some_and(ike::policy::pool::AddressPool::is_paused)
+            }),
             counters: ClusterCountersView {
                 not_owner: k.not_owner,
                 takeovers: k.takeovers,
