@@ -26,6 +26,7 @@
 //! up, routes again, a fresh batond.
 
 use std::fs::File;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -131,6 +132,10 @@ pub(crate) struct Node {
     /// Its own address (heartbeat, replication).
     pub(crate) addr: String,
     batond: Option<Child>,
+    /// `ip -n <ns> -batch -`, started beforehand and waiting on its stdin, so that the
+    /// links go down at the kill without a process start in between (which takes
+    /// seconds on a loaded emulated guest).
+    reaper: Option<Child>,
     config: PathBuf,
     socket: PathBuf,
     dir: PathBuf,
@@ -145,6 +150,7 @@ impl Node {
             name: name.to_owned(),
             addr: addr.to_owned(),
             batond: None,
+            reaper: None,
             config: dir.join(format!("{name}.toml")),
             socket: dir.join(format!("{name}.sock")),
             dir: dir.to_owned(),
@@ -186,6 +192,16 @@ impl Node {
     /// Starts batond and waits until it has bound IKE on the VIP.
     pub(crate) fn start(&mut self) {
         self.starts += 1;
+        if self.reaper.is_none() {
+            let reaper = interop::netns::command("ip")
+                .args(["-n", self.ns.name(), "-force", "-batch", "-"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn ip -batch");
+            self.reaper = Some(reaper);
+        }
         let log = self.dir.join(format!("{}-{}.log", self.name, self.starts));
         let out = File::create(&log).expect("log");
         let err = out.try_clone().expect("log");
@@ -220,17 +236,23 @@ impl Node {
             .is_some_and(|c| c.try_wait().is_ok_and(|s| s.is_none()))
     }
 
-    /// The machine dies: SIGKILL to batond, then links down and the kernel's XFRM
-    /// state and policies gone. Returns the time of the kill (µs) and how long the
-    /// rest took (ms).
+    /// The machine dies: its links go down and batond gets SIGKILL at the same moment,
+    /// then the kernel's XFRM state and policies go. Returns the time of the kill (µs)
+    /// and how long until the links were down and the state flushed (ms).
     pub(crate) fn die(&mut self) -> (u64, f64) {
         let mut child = self.batond.take().expect("batond running");
+        let mut reaper = self.reaper.take().expect("ip -batch running");
+        let mut stdin = reaper.stdin.take().expect("ip -batch stdin");
         let t = now_us();
+        stdin
+            .write_all(b"link set eth0 down\nlink set lan0 down\n")
+            .expect("links down");
         child.kill().expect("SIGKILL batond");
-        sh(
-            &self.ns,
-            "ip link set eth0 down; ip link set lan0 down; ip xfrm state flush; ip xfrm policy flush",
-        );
+        stdin
+            .write_all(b"xfrm state flush\nxfrm policy flush\n")
+            .expect("XFRM flush");
+        drop(stdin);
+        let _ = reaper.wait();
         let rest = (now_us() - t) as f64 / 1000.0;
         let _ = child.wait();
         (t, rest)
@@ -309,7 +331,10 @@ impl Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
-        if let Some(mut c) = self.batond.take() {
+        for mut c in [self.batond.take(), self.reaper.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = c.kill();
             let _ = c.wait();
         }

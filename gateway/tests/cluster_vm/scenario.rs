@@ -498,8 +498,14 @@ struct Failover {
 }
 
 impl Failover {
-    /// Kill to the first datagram through the new owner, the later direction.
+    /// The longest silence around the kill, the worse direction: the last datagram
+    /// through the old owner to the first through the new one.
     fn interruption_ms(&self) -> f64 {
+        self.up.gap_ms.max(self.down.gap_ms)
+    }
+
+    /// Kill to the first datagram after that silence, the later direction.
+    fn kill_to_first_ms(&self) -> f64 {
         self.up.event_to_first_ms.max(self.down.event_to_first_ms)
     }
 }
@@ -657,7 +663,7 @@ pub(crate) fn bench_main() {
             }
         };
         println!(
-            "CLUSTER-BENCH-KILL {k} {}->{} kill_to_first_ms up={:.1} down={:.1} gap_ms up={:.1} down={:.1} lost up={} down={} takeover_seen_ms={:.0}",
+            "CLUSTER-BENCH-KILL {k} {}->{} kill_to_first_ms up={:.1} down={:.1} gap_ms up={:.1} down={:.1} lost up={} down={} takeover_seen_ms={:.0} links_down_ms={:.0}",
             c.rig.nodes[f.owner].name,
             c.rig.nodes[f.survivor].name,
             f.up.event_to_first_ms,
@@ -666,7 +672,8 @@ pub(crate) fn bench_main() {
             f.down.gap_ms,
             f.up.lost,
             f.down.lost,
-            f.taken_ms
+            f.taken_ms,
+            f.rest_ms
         );
         let owner = f.owner;
         fo.push(f);
@@ -712,12 +719,14 @@ pub(crate) fn bench_main() {
     let (wire, counters) = c.rig.finish_capture();
     let fi: Vec<f64> = fo.iter().map(Failover::interruption_ms).collect();
     let (fmed, fmax) = super::traffic::median_max(&fi);
+    let fk: Vec<f64> = fo.iter().map(Failover::kill_to_first_ms).collect();
+    let (kmed, kmax) = super::traffic::median_max(&fk);
     let ti: Vec<f64> = tr.iter().map(|t| t.up.gap_ms.max(t.down.gap_ms)).collect();
     let (tmed, tmax) = super::traffic::median_max(&ti);
     let lost: u64 = tr.iter().map(|t| t.up.lost + t.down.lost).sum();
     let fo_lost: u64 = fo.iter().map(|f| f.up.lost + f.down.lost).sum();
     println!(
-        "CLUSTER-BENCH failover kills={} of {kills} interruption_ms median={fmed:.1} worst={fmax:.1} (kill -9 to first datagram through the new owner, the later of both directions, {PPS}/s each way) datagrams_lost={fo_lost}",
+        "CLUSTER-BENCH failover kills={} of {kills} interruption_ms median={fmed:.1} worst={fmax:.1} (longest silence around the kill: last datagram through the old owner to the first through the new one, the worse direction) kill_to_first_ms median={kmed:.1} worst={kmax:.1} ({PPS}/s each way) datagrams_lost={fo_lost}",
         fo.len()
     );
     println!(
