@@ -127,3 +127,36 @@ fn joining_node_gets_a_fair_share() {
     let st = c.members[0].node.status();
     assert_eq!(st.members.iter().map(|m| m.sas_owned).sum::<usize>(), 60);
 }
+
+/// An operator's transfer is an explicit override of the hash: when a node joins
+/// later, rebalancing moves SAs placed by the hash, not those the operator placed.
+/// (Before: the target handed them to the joiner when the hash named it.)
+#[test]
+fn operator_transfers_survive_a_rejoin() {
+    let mut c = Cluster::new(3, |_| {});
+    c.kill(2);
+    for _ in 0..40 {
+        c.add_peer();
+    }
+    // Peers 0..20: moved by hand to the node the hash did not pick.
+    for p in 0..20 {
+        let o = c.owners_of_peer(p)[0];
+        let gw = c.gw_id(p);
+        let to = c.members[1 - o].name.clone();
+        let now = c.now;
+        c.members[o].node.transfer(now, gw, &to).unwrap();
+        c.run();
+    }
+    let placed: Vec<Vec<usize>> = (0..20).map(|p| c.owners_of_peer(p)).collect();
+    c.revive(2);
+    c.advance(Duration::from_millis(500));
+    c.check();
+    let now: Vec<Vec<usize>> = (0..20).map(|p| c.owners_of_peer(p)).collect();
+    assert_eq!(now, placed, "rebalancing undid the operator's placements");
+    // The others were rebalanced as usual (each goes to the joiner with probability
+    // 1/3: none of 20 does once in ~3,000 runs).
+    assert!((20..40).any(|q| c.owners_of_peer(q) == vec![2]));
+    for p in [0, 19, 20, 39] {
+        assert!(c.liveness_ok(p), "peer {p}");
+    }
+}

@@ -90,6 +90,9 @@ pub struct ClusterNode {
     pub(super) unblock_pending: HashMap<u64, super::BlockPolicies>,
     /// An SA whose record was just published by a takeover (skip it in the next pump).
     pub(super) skip_publish: Option<u64>,
+    /// IKE SAs an operator transfer placed here against the hash: rebalancing after a
+    /// node joins leaves them where they are (an explicit override); drain moves them.
+    pub(super) pinned: HashSet<u64>,
     /// SAs whose state changed without an effect (a response to our request cleared its
     /// outstanding request): published by the next pump.
     pub(super) touched_extra: Vec<u64>,
@@ -162,6 +165,7 @@ impl ClusterNode {
             renewing: HashSet::new(),
             skip_publish: None,
             touched_extra: Vec::new(),
+            pinned: HashSet::new(),
             blocked: HashMap::new(),
             block_refs: HashMap::new(),
             owned_policies: HashMap::new(),
@@ -528,6 +532,9 @@ impl ClusterNode {
                             touched.push(id.0);
                         }
                         SaEvent::IkeRekeyed { old, new } => {
+                            if self.pinned.remove(&old.0) {
+                                self.pinned.insert(new.0);
+                            }
                             self.owned.insert(new.0);
                             self.track_owned_vip(new.0);
                             touched.push(old.0);
@@ -618,6 +625,7 @@ impl ClusterNode {
             return None;
         }
         let Some(ike) = self.endpoint.export(IkeSaId(spi), now) else {
+            self.pinned.remove(&spi);
             self.owned.remove(&spi);
             self.index.remove(&spi);
             self.sync_due.remove(&spi);
@@ -631,6 +639,7 @@ impl ClusterNode {
             owner: self.cfg.node.clone(),
             epoch: self.membership.epoch,
             exact: Vec::new(),
+            pinned: self.pinned.contains(&spi),
             ike,
         };
         self.index.insert(

@@ -1,7 +1,8 @@
 //! Replicated records of the SA layer and their keys.
 //!
 //! - `ike/<our SPI>` ([`SaRecord`]): owner, ownership epoch, exact counters when the
-//!   record hands the SA over (transfer), and the IKE SA export record
+//!   record hands the SA over (transfer), whether an operator placed it (the top bit of
+//!   the exact-counter count: rebalancing leaves such an SA alone), and the IKE SA export record
 //!   ([`ike::export::write_sa`]), which carries both Message ID counters, the cached
 //!   response, RFC 6311 flags and any sync attempt in progress (RFC 6311 §5.1 SHOULD).
 //! - `rpl/<inbound SPI>` ([`ChildRecord`]): the outbound sequence lease and the latest
@@ -78,8 +79,14 @@ pub(crate) struct SaRecord {
     pub owner: NodeId,
     pub epoch: u64,
     pub exact: Vec<ExactCounters>,
+    /// Placed by an operator's transfer (an explicit override of the hash).
+    pub pinned: bool,
     pub ike: Vec<u8>,
 }
+
+/// Top bit of the exact-counter count: the SA is pinned (records without it decode as
+/// not pinned, so the layout stays readable both ways).
+const PINNED_FLAG: u16 = 0x8000;
 
 /// The `rpl/<spi_in>` record.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -123,8 +130,11 @@ impl SaRecord {
         out.push(u8::try_from(name.len()).unwrap_or(0));
         out.extend_from_slice(name);
         out.extend_from_slice(&self.epoch.to_be_bytes());
-        let n = u16::try_from(self.exact.len()).unwrap_or(u16::MAX);
-        out.extend_from_slice(&n.to_be_bytes());
+        let n = u16::try_from(self.exact.len())
+            .unwrap_or(u16::MAX)
+            .min(PINNED_FLAG - 1);
+        let flagged = if self.pinned { n | PINNED_FLAG } else { n };
+        out.extend_from_slice(&flagged.to_be_bytes());
         for e in self.exact.iter().take(usize::from(n)) {
             out.extend_from_slice(&e.spi_in.to_be_bytes());
             out.extend_from_slice(&e.oseq.to_be_bytes());
@@ -144,7 +154,8 @@ impl SaRecord {
         let len = usize::from(r.u8()?);
         let owner = NodeId::from_wire(r.take(len)?)?;
         let epoch = r.u64()?;
-        let n = r.u16()?;
+        let flagged = r.u16()?;
+        let (n, pinned) = (flagged & !PINNED_FLAG, flagged & PINNED_FLAG != 0);
         let mut exact = Vec::new();
         for _ in 0..n {
             exact.push(ExactCounters {
@@ -159,6 +170,7 @@ impl SaRecord {
             owner,
             epoch,
             exact,
+            pinned,
             ike: r.rest().to_vec(),
         })
     }
@@ -172,7 +184,7 @@ impl SaRecord {
         let len = usize::from(r.u8()?);
         let owner = NodeId::from_wire(r.take(len)?)?;
         let _epoch = r.u64()?;
-        let n = r.u16()?;
+        let n = r.u16()? & !PINNED_FLAG;
         for _ in 0..n {
             r.take(28)?;
             let words = usize::from(r.u16()?);
@@ -229,11 +241,19 @@ mod tests {
                 bitmap: vec![1, 2, 3, 4],
                 lease_end: 1 << 20,
             }],
+            pinned: false,
             ike: b"BKSA\x00\x01\x00\x00\x00\x00\x00\x00\x00\x2a rest".to_vec(),
         };
         let b = rec.encode();
         assert_eq!(SaRecord::decode(&b), Some(rec.clone()));
         assert_eq!(SaRecord::peek(&b), Some((rec.owner.clone(), 42)));
+        let pinned = SaRecord {
+            pinned: true,
+            ..rec.clone()
+        };
+        let bp = pinned.encode();
+        assert_eq!(SaRecord::decode(&bp), Some(pinned));
+        assert_eq!(SaRecord::peek(&bp), Some((rec.owner.clone(), 42)));
         for n in 0..b.len().min(60) {
             assert!(SaRecord::peek(&b[..n]).is_none() || n >= 50);
         }

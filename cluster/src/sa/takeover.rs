@@ -169,6 +169,11 @@ impl ClusterNode {
         self.endpoint.reinstall_children(id);
         if transfer {
             self.counters.transfers_in += 1;
+            // An operator's transfer: an explicit override of the hash that
+            // rebalancing must not undo (drain and rebalancing transfers are not pinned).
+            if rec.pinned {
+                self.pinned.insert(spi);
+            }
             self.effects
                 .push_back(ClusterEffect::Event(ClusterEvent::TransferredIn { id }));
         } else {
@@ -204,6 +209,7 @@ impl ClusterNode {
             owner: self.cfg.node.clone(),
             epoch: self.membership.epoch,
             exact: Vec::new(),
+            pinned: transfer && rec.pinned,
             ike: rec.ike,
         };
         let _ = self.log.publish(key, out.encode());

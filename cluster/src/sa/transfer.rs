@@ -27,6 +27,8 @@ pub(super) struct Transfer {
     deletes: Vec<ChildDelete>,
     /// Set when the record naming the target is published.
     token: Option<Token>,
+    /// An operator's transfer (pinned at the target), not drain or rebalancing.
+    pinned: bool,
 }
 
 impl ClusterNode {
@@ -34,7 +36,20 @@ impl ClusterNode {
     /// block, the exact replay states are read (answers via
     /// [`ClusterNode::handle_replay_state`]), the record names `to`, and once `to` acked
     /// it our Child SAs are removed. No RFC 6311 is needed: the Message IDs are exact.
+    ///
+    /// This is the operator's transfer: the SA stays on `to` when nodes join later
+    /// (rebalancing leaves it alone); drain still moves it.
     pub fn transfer(&mut self, now: Instant, id: IkeSaId, to: &NodeId) -> Result<(), CommandError> {
+        self.start_transfer(now, id, to, true)
+    }
+
+    pub(super) fn start_transfer(
+        &mut self,
+        now: Instant,
+        id: IkeSaId,
+        to: &NodeId,
+        pinned: bool,
+    ) -> Result<(), CommandError> {
         if !self.owned.contains(&id.0) {
             return Err(CommandError::NotOwned(id));
         }
@@ -53,6 +68,7 @@ impl ClusterNode {
             states: HashMap::new(),
             deletes: Vec::new(),
             token: None,
+            pinned,
         };
         for c in &sa.children {
             // Stop sending first (block policy), then read: the outbound counter read is
@@ -177,11 +193,14 @@ impl ClusterNode {
             self.drop_owned_child(e.spi_in);
         }
         self.owned.remove(&spi);
+        self.pinned.remove(&spi);
         self.sync_due.remove(&spi);
+        let pinned = self.transfers.get(&spi).is_some_and(|t| t.pinned);
         let rec = SaRecord {
             owner: to.clone(),
             epoch: self.membership.epoch,
             exact,
+            pinned,
             ike,
         };
         self.index
@@ -245,6 +264,9 @@ impl ClusterNode {
         let mut spis: Vec<u64> = self.owned.iter().copied().collect();
         spis.sort_unstable();
         for spi in spis {
+            if self.pinned.contains(&spi) {
+                continue;
+            }
             let spi_i = self.index.get(&spi).map_or(0, |o| o.spi_i);
             let to = self.hrw_owner(super::hrw::sa_key(spi_i, spi));
             if joined.contains(&to) {
@@ -270,7 +292,7 @@ impl ClusterNode {
             };
             if self.owned.contains(&spi)
                 && self.membership.live.contains(&to)
-                && self.transfer(now, IkeSaId(spi), &to).is_ok()
+                && self.start_transfer(now, IkeSaId(spi), &to, false).is_ok()
             {
                 t += interval;
             }
