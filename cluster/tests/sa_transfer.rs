@@ -160,3 +160,42 @@ fn operator_transfers_survive_a_rejoin() {
         assert!(c.liveness_ok(p), "peer {p}");
     }
 }
+
+/// A transfer hands the target the rest of the source's lease, never more: the target
+/// must not send past a lease end the quorum granted (a node taking over after the
+/// target's death fences against the ends it knows). Before, the target extended the
+/// lease to a full chunk on its own. Traffic then goes on past the old lease end on the
+/// target through ordinary renewals, with no (SPI, sequence number) pair used twice.
+#[test]
+fn transfer_hands_over_the_granted_lease_only() {
+    const CHUNK: u64 = 4_096;
+    let mut c = Cluster::new(3, |cfg| cfg.lease_chunk = CHUNK);
+    let p = c.add_peer();
+    let src = c.owners_of_peer(p)[0];
+    let dst = (src + 1) % 3;
+    c.traffic(1_000);
+    let gw = c.gw_id(p);
+    let spi_in = c.members[src].node.endpoint().ike_sa(gw).unwrap().children[0].spi_in;
+    let granted = c.members[src].node.granted_lease_end(spi_in).unwrap();
+    assert!(
+        granted < 1_001 + CHUNK - 1,
+        "the case needs less than a chunk left"
+    );
+    let to = c.members[dst].name.clone();
+    let now = c.now;
+    c.members[src].node.transfer(now, gw, &to).unwrap();
+    c.run();
+    assert_eq!(c.owners_of_peer(p), vec![dst]);
+    assert_eq!(
+        c.members[dst].node.granted_lease_end(spi_in),
+        Some(granted),
+        "the target's lease ends where the quorum granted the source's"
+    );
+    for _ in 0..10 {
+        c.traffic(1_000);
+    }
+    assert!(c.members[dst].node.counters().lease_renewals >= 2);
+    assert!(c.wire.reused().is_empty(), "reused: {:?}", c.wire.reused());
+    c.check();
+    assert!(c.liveness_ok(p));
+}

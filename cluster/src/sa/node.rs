@@ -224,6 +224,12 @@ impl ClusterNode {
         Some(self.effective_owner(id.0, o))
     }
 
+    /// The outbound sequence-number lease end the quorum granted for owned Child SA
+    /// `spi_in` (the kernel stops sending there).
+    pub fn granted_lease_end(&self, spi_in: u32) -> Option<u64> {
+        self.children.get(&spi_in).map(|c| c.granted_end)
+    }
+
     /// Counters.
     pub fn counters(&self) -> ClusterCounters {
         let mut c = self.counters.clone();
@@ -418,20 +424,33 @@ impl ClusterNode {
         }
         let half = c.rec.lease_start + (c.granted_end.saturating_sub(c.rec.lease_start)) / 2;
         if outbound && c.renewing.is_none() && c.rec.oseq >= half {
-            let new_end = c.granted_end.saturating_add(self.cfg.lease_chunk);
-            c.rec.lease_end = c.rec.lease_end.max(new_end);
-            let payload = c.rec.encode();
-            if let Ok(t) = self.log.publish(record::child_key(spi_in), payload)
-                && let Some(c) = self.children.get_mut(&spi_in)
-            {
-                c.renewing = Some((t, new_end));
-                self.renewing.insert(spi_in);
-            }
-            self.note_lease(spi_in);
+            self.start_renewal(spi_in);
         } else {
             let _ = self.log.publish(record::child_key(spi_in), c.rec.encode());
         }
         self.check_progress(now);
+    }
+
+    /// Asks the quorum for the next lease of Child SA `spi_in` (granted in
+    /// `grant_renewals` once acked, then the kernel limit is raised).
+    pub(super) fn start_renewal(&mut self, spi_in: u32) {
+        let chunk = self.cfg.lease_chunk;
+        let Some(c) = self.children.get_mut(&spi_in) else {
+            return;
+        };
+        if c.renewing.is_some() {
+            return;
+        }
+        let new_end = c.granted_end.saturating_add(chunk);
+        c.rec.lease_end = c.rec.lease_end.max(new_end);
+        let payload = c.rec.encode();
+        if let Ok(t) = self.log.publish(record::child_key(spi_in), payload)
+            && let Some(c) = self.children.get_mut(&spi_in)
+        {
+            c.renewing = Some((t, new_end));
+            self.renewing.insert(spi_in);
+        }
+        self.note_lease(spi_in);
     }
 
     /// Takes an exported IKE SA record (`ike::export`) as owned by this node: imports

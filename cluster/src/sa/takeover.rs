@@ -112,7 +112,9 @@ impl ClusterNode {
             let exact = rec.exact.iter().find(|e| e.spi_in == spi_in);
             let ov = if let Some(e) = exact.filter(|_| transfer) {
                 // Transfer: the source stopped at `oseq` and handed us the rest of its
-                // lease; its window is exact, nothing to skip.
+                // lease (renewed first, with the quorum, when little was left); its
+                // window is exact, nothing to skip. Never past the granted lease end: a
+                // taker after our death fences against the ends the quorum knows.
                 let start = e.oseq.saturating_add(1);
                 InstallOverride {
                     inbound: ReplayState {
@@ -121,10 +123,7 @@ impl ClusterNode {
                         bitmap: e.bitmap.clone(),
                     },
                     lease_start: start,
-                    lease_end: e
-                        .lease_end
-                        .max(start.saturating_add(chunk - 1))
-                        .min(max_seq),
+                    lease_end: e.lease_end.max(start).min(max_seq),
                     oseq: e.oseq,
                 }
             } else {

@@ -119,7 +119,28 @@ impl ClusterNode {
                 break;
             }
         }
-        self.advance_transfers(now);
+        // The target continues in our lease; with little of it left, renew it (quorum
+        // acked) first: the target must never send past a lease the quorum granted.
+        if let Some(&spi_in) = self.by_spi_out.get(&spi)
+            && let Some(c) = self.children.get(&spi_in)
+            && c.granted_end.saturating_sub(state.oseq) < self.cfg.lease_chunk / 2
+            && self.membership.live.len() >= self.quorum()
+        {
+            self.start_renewal(spi_in);
+        }
+        self.check_progress(now);
+    }
+
+    /// Whether a transfer's Child SAs wait for a lease renewal (that can still be
+    /// granted: with too few live members it is given up and the target starts with
+    /// what is left).
+    fn renewal_pending(&self, t: &Transfer) -> bool {
+        self.membership.live.len() >= self.quorum()
+            && t.deletes.iter().any(|d| {
+                self.children
+                    .get(&d.spi_in)
+                    .is_some_and(|c| c.renewing.is_some())
+            })
     }
 
     /// Publishes transfers whose states are all read; finishes those the target acked.
@@ -127,7 +148,7 @@ impl ClusterNode {
         let ready: Vec<u64> = self
             .transfers
             .iter()
-            .filter(|(_, t)| t.waiting.is_empty() && t.token.is_none())
+            .filter(|(_, t)| t.waiting.is_empty() && t.token.is_none() && !self.renewal_pending(t))
             .map(|(k, _)| *k)
             .collect();
         for spi in ready {
