@@ -8,7 +8,8 @@
 //!
 //! Checks (each one's verdict is its own host test):
 //! - `shared_vip_esp_baseline`: one batond (no `[cluster]`) behind the shared-VIP
-//!   network: the tunnel comes up through the multicast MAC, the streams lose nothing.
+//!   network: the tunnel comes up through the multicast MAC, the streams lose nothing
+//!   but packets the emulated crypto reordered beyond a replay window (counted).
 //!   It proves the network, the tools and the capture reader, so that a failure of the
 //!   cluster checks is the cluster's.
 //! - `failover_kill9_under_esp_traffic`: the owner's machine dies (SIGKILL of batond, its
@@ -20,8 +21,9 @@
 //! - `esp_on_wire_no_repeated_spi_seq`: tcpdump on the client's side of the VIP bridge
 //!   across both: no ESP (SPI, sequence number) pair twice, one IKE_SA_INIT in all.
 //!
-//! A node's death is simulated as a machine's: SIGKILL of its batond, then at once its
-//! links down and its kernel's XFRM state and policies flushed (a killed batond alone
+//! A node's death is simulated as a machine's: its links go down and its batond gets
+//! SIGKILL at the same moment, then its kernel's XFRM state and policies are flushed
+//! (`ip -batch` started beforehand does the link and XFRM part; a killed batond alone
 //! leaves its SAs in its namespace's kernel, which would keep encrypting and
 //! decrypting). It comes back like a rebooted machine: empty XFRM, links up, a fresh
 //! batond.

