@@ -26,6 +26,11 @@
 //! ```
 //!
 //! Arguments: sizes (default 10000), `--runs R` (default 3), `--memory`.
+//!
+//! Each run prints the data plane calls made during the takeover with their mean cost.
+//! With the kernel's default SPD hash thresholds these policies (a /24 on one side) are
+//! not hashed and their cost per call grows with their number; `ip xfrm policy set
+//! hthresh4 24 32` before the run makes them hashed (see `docs/benchmarks.md`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a benchmark: fail loudly
 
 use std::collections::VecDeque;
