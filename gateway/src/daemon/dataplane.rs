@@ -275,7 +275,7 @@ pub fn install_with(
         let _ = dp.delete_sa(&sa_in.id);
         return Err(e);
     }
-    install_policies(dp, ci, reqid, &sa_in, &sa_out)
+    install_policies(dp, ci, reqid, &sa_in, &sa_out, opts.replace_existing)
 }
 
 fn add_sa(dp: &mut dyn Dataplane, spec: &SaSpec, replace: bool) -> Result<(), String> {
@@ -295,6 +295,7 @@ fn install_policies(
     reqid: u32,
     sa_in: &SaSpec,
     sa_out: &SaSpec,
+    upsert: bool,
 ) -> Result<(), String> {
     let sels = selectors(&ci.local_ts, &ci.remote_ts);
     let local = ci.inbound.dst;
@@ -302,14 +303,21 @@ fn install_policies(
     let specs = policies(&sels, ci.mode, reqid, local, remote);
     for (i, p) in specs.iter().enumerate() {
         // An existing policy with the same selector (a block policy a cluster node held
-        // while another owned the Child SA) is switched over.
-        let r = dp.add_policy(p).or_else(|e| {
-            if e.is_exists() {
-                dp.update_policy(p)
-            } else {
-                Err(e)
-            }
-        });
+        // while another owned the Child SA) is switched over. A cluster node expects
+        // one and upserts at once (XFRM_MSG_UPDPOLICY inserts or replaces): one netlink
+        // round trip instead of a refused add and an update, per policy, which
+        // matters in a takeover of many SAs.
+        let r = if upsert {
+            dp.update_policy(p)
+        } else {
+            dp.add_policy(p).or_else(|e| {
+                if e.is_exists() {
+                    dp.update_policy(p)
+                } else {
+                    Err(e)
+                }
+            })
+        };
         if let Err(e) = r {
             for done in specs.iter().take(i) {
                 let _ = dp.delete_policy(&done.id());
@@ -387,15 +395,8 @@ pub fn block(
     for mut p in policies(&sels, mode, reqid, local, remote) {
         p.action = PolicyAction::Block;
         p.templates.clear();
-        dp.add_policy(&p)
-            .or_else(|e| {
-                if e.is_exists() {
-                    dp.update_policy(&p)
-                } else {
-                    Err(e)
-                }
-            })
-            .map_err(|e| e.to_string())?;
+        // Upsert (XFRM_MSG_UPDPOLICY inserts or replaces).
+        dp.update_policy(&p).map_err(|e| e.to_string())?;
     }
     Ok(())
 }
