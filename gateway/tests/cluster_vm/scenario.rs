@@ -450,6 +450,14 @@ impl Cluster {
 
     /// Moves the SA to the other node with `ikectl transfer`.
     fn transfer(&mut self) -> Result<Transfer, String> {
+        self.streams()
+            .wait_flowing(
+                now_us().saturating_sub(300_000),
+                200,
+                Duration::from_secs(20),
+            )
+            .map_err(|e| self.fail(&e))?;
+        // The owner right before the command (ownership may have moved meanwhile).
         let from = poll(Duration::from_secs(10), || self.rig.owner())
             .ok_or_else(|| self.fail("no single owner before the transfer"))?;
         let to = 1 - from;
@@ -458,13 +466,6 @@ impl Cluster {
             .first()
             .map(|s| s.uniqueid.clone())
             .ok_or("the owner lists no SA")?;
-        self.streams()
-            .wait_flowing(
-                now_us().saturating_sub(300_000),
-                200,
-                Duration::from_secs(20),
-            )
-            .map_err(|e| self.fail(&e))?;
         let target = self.rig.nodes[to].name.clone();
         let t0 = now_us();
         let answer = self.rig.nodes[from]
