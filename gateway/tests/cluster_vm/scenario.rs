@@ -155,9 +155,27 @@ impl StreamEnd {
     fn describe(&self) -> String {
         let (ur, ul, ud) = totals(&self.up);
         let (dr, dl, dd) = totals(&self.down);
+        // The rate the source held: its highest sequence number over the time between
+        // the first and the last datagram received.
+        let rate = |rx: &[Rx]| {
+            let (t0, t1) = (
+                rx.iter().map(|r| r.t_us).min(),
+                rx.iter().map(|r| r.t_us).max(),
+            );
+            let top = rx.iter().map(|r| r.seq).max().unwrap_or(0);
+            match (t0, t1) {
+                (Some(a), Some(b)) if b > a => {
+                    format!("{:.0}", top as f64 / ((b - a) as f64 / 1e6))
+                }
+                _ => "-".to_owned(),
+            }
+        };
         format!(
-            "client->server received {ur} lost {ul} dups {ud} (source {}); server->client received {dr} lost {dl} dups {dd} (source {})",
-            self.up_source, self.down_source
+            "client->server received {ur} lost {ul} dups {ud} at {}/s (source {}); server->client received {dr} lost {dl} dups {dd} at {}/s (source {})",
+            rate(&self.up),
+            self.up_source,
+            rate(&self.down),
+            self.down_source
         )
     }
 }
