@@ -130,6 +130,7 @@ async fn session_replacement_rules() {
 
     // A newer incarnation of a (a restart) replaces the session: Disconnected, then
     // Connected, and traffic goes to the new session.
+    let old_session = b.session(&n("a")).expect("a session with a");
     let (mut s, mut sess) = client(ab, &key, "a", 200).await;
     assert_eq!(
         next_event(&mut brx).await,
@@ -142,7 +143,16 @@ async fn session_replacement_rules() {
             incarnation: 200
         }
     );
-    b.send(&n("a"), b"\x40to the new a".to_vec()).unwrap();
+    // A message built for the replaced session is refused, not sent on the new one
+    // (its replication sequence numbers would break the new session).
+    let new_session = b.session(&n("a")).expect("the new session");
+    assert_ne!(new_session, old_session);
+    assert!(
+        b.send_in_session(&n("a"), old_session, b"\x40stale".to_vec())
+            .is_err()
+    );
+    b.send_in_session(&n("a"), new_session, b"\x40to the new a".to_vec())
+        .unwrap();
     let mut buf = vec![0u8; 70_000];
     let got = loop {
         let k = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))

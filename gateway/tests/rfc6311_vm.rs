@@ -239,10 +239,11 @@ listen = "10.0.0.1{n}:4510"
 peers = {{ gw{other} = "10.0.0.1{other}:4510" }}
 key_file = "{d}/cluster.key"
 vip = ["{VIP}"]
-# The guest is emulated (TCG) on a shared host: default timers (100 ms x 3) can see a
-# busy but live peer as dead. This test is about RFC 6311, not detection time.
-heartbeat_interval = "250ms"
-heartbeat_multiplier = 4
+# The guest is emulated (TCG) on a shared host and stalls for a second or more at
+# times: shorter timers saw a live peer as dead (both nodes then took the SA over in
+# turn). This test is about RFC 6311, not detection time.
+heartbeat_interval = "500ms"
+heartbeat_multiplier = 6
 "#,
         d = dir.display()
     )

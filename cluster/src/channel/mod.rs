@@ -149,7 +149,8 @@ pub(crate) enum Internal {
     },
 }
 
-type Writers = Arc<Mutex<HashMap<NodeId, mpsc::UnboundedSender<Vec<u8>>>>>;
+/// The current session's writer per node, with the session's id.
+type Writers = Arc<Mutex<HashMap<NodeId, (u64, mpsc::UnboundedSender<Vec<u8>>)>>>;
 
 /// A running channel. Dropping it closes every connection.
 #[derive(Debug)]
@@ -213,10 +214,40 @@ impl Channel {
         }
         let w = self.writers.lock().unwrap_or_else(|e| e.into_inner());
         match w.get(to) {
-            Some(tx) => tx
+            Some((_, tx)) => tx
                 .send(msg)
                 .map_err(|_| ChannelError::NotConnected(to.clone())),
             None => Err(ChannelError::NotConnected(to.clone())),
+        }
+    }
+
+    /// The id of the current session with `node`, if any. Read it when handling that
+    /// session's [`ChannelEvent::PeerConnected`] and pass it to
+    /// [`Channel::send_in_session`].
+    pub fn session(&self, node: &NodeId) -> Option<u64> {
+        let w = self.writers.lock().unwrap_or_else(|e| e.into_inner());
+        w.get(node).map(|(id, _)| *id)
+    }
+
+    /// Queues a message to `to` only if `session` is still the current one: a message
+    /// built for a session that a reconnection replaced (its sequence numbers belong to
+    /// the old session) must not reach the new one, whose peer would see a protocol
+    /// violation. The replication log resends everything on the new session anyway.
+    pub fn send_in_session(
+        &self,
+        to: &NodeId,
+        session: u64,
+        msg: Vec<u8>,
+    ) -> Result<(), ChannelError> {
+        if msg.len() > MAX_MESSAGE {
+            return Err(ChannelError::TooLarge(msg.len()));
+        }
+        let w = self.writers.lock().unwrap_or_else(|e| e.into_inner());
+        match w.get(to) {
+            Some((id, tx)) if *id == session => tx
+                .send(msg)
+                .map_err(|_| ChannelError::NotConnected(to.clone())),
+            _ => Err(ChannelError::NotConnected(to.clone())),
         }
     }
 
@@ -362,7 +393,7 @@ async fn mesh(
                 writers
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .insert(node.clone(), tx);
+                    .insert(node.clone(), (conn_id, tx));
                 tracing::info!(%node, incarnation, "cluster channel: peer connected");
                 out.push(ChannelEvent::PeerConnected { node, incarnation });
                 out

@@ -301,6 +301,7 @@ pub async fn start(
         started: Instant::now(),
         reloads: 0,
         cluster: cluster_io,
+        sessions: std::collections::HashMap::new(),
     };
     let main = tokio::spawn(runtime.run(dgram_rx, ctl_rx, hangup, shutdown_rx, cluster_rx));
     Ok(DaemonHandle {
@@ -322,6 +323,9 @@ struct Runtime {
     started: Instant,
     reloads: u64,
     cluster: Option<ClusterIo>,
+    /// Per peer, the channel session the replication log's state belongs to (set when
+    /// its `PeerConnected` reaches the core): messages go out on that session only.
+    sessions: std::collections::HashMap<NodeId, u64>,
 }
 
 impl Runtime {
@@ -362,6 +366,7 @@ impl Runtime {
                     let _ = self.reload();
                 }
                 Some(ev) = recv_channel(&mut chan_rx) => {
+                    self.note_session(&ev);
                     self.core.handle_cluster(Instant::now(), ClusterInput::Channel(ev));
                 }
                 Some(ev) = recv_membership(&mut member_rx) => {
@@ -404,11 +409,16 @@ impl Runtime {
                     send_raw(&self.bound, &self.metrics, local, remote, &[0xff]).await;
                 }
                 Output::Replicate { to, data } => {
-                    if let Some(c) = &self.cluster
-                        && let Err(e) = c.channel.send(&to, data)
-                    {
-                        // The session just went; the log resends after it is back.
-                        tracing::debug!(node = %to, error = %e, "replication message not sent");
+                    if let Some(c) = &self.cluster {
+                        let r = match self.sessions.get(&to) {
+                            Some(session) => c.channel.send_in_session(&to, *session, data),
+                            None => Err(cluster::channel::ChannelError::NotConnected(to.clone())),
+                        };
+                        if let Err(e) = r {
+                            // The session went or was replaced; the log resends on the
+                            // next one.
+                            tracing::debug!(node = %to, error = %e, "replication message not sent");
+                        }
                     }
                 }
                 Output::DisconnectPeer { node } => {
@@ -430,6 +440,28 @@ impl Runtime {
             }
         }
         self.metrics.set_counts(self.core.counts());
+    }
+
+    /// Binds the replication log's view of a peer to the channel session it is about:
+    /// the session current when the core learns of the connection.
+    fn note_session(&mut self, ev: &ChannelEvent) {
+        let Some(c) = &self.cluster else {
+            return;
+        };
+        match ev {
+            ChannelEvent::PeerConnected { node, .. } => match c.channel.session(node) {
+                Some(s) => {
+                    self.sessions.insert(node.clone(), s);
+                }
+                None => {
+                    self.sessions.remove(node);
+                }
+            },
+            ChannelEvent::PeerDisconnected { node } => {
+                self.sessions.remove(node);
+            }
+            ChannelEvent::Message { .. } => {}
+        }
     }
 
     fn views(&self) -> Vec<IkeSaView> {
