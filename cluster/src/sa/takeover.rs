@@ -243,9 +243,20 @@ impl ClusterNode {
         if let Some(p) = &m.sync_pending {
             base = base.max(p.m1.saturating_add(1));
         }
+        // Each node syncs in its own slot above that: two nodes that both take the SA
+        // over in a split brain (from the same replicated state) never send the same M1
+        // (RFC 6311 §5.1: above anything ever used); the peer drops the lower one.
+        let step = m.peer_window.max(1).saturating_add(self.cfg.mid_margin);
+        let slot = self
+            .cfg
+            .nodes
+            .iter()
+            .position(|x| *x == self.cfg.node)
+            .and_then(|k| u32::try_from(k).ok())
+            .unwrap_or(0);
         let m1 = base
-            .saturating_add(m.peer_window.max(1))
-            .saturating_add(self.cfg.mid_margin);
+            .saturating_add(step)
+            .saturating_add(step.saturating_mul(slot));
         let p1 = m.peer_next_request;
         let esn = sa.children.iter().any(|c| c.suite.esn);
         let replay = sa.replay_sync.then_some((self.cfg.replay_delta, esn));
