@@ -16,13 +16,14 @@ use cluster::sa::{
     BlockPolicies, ClusterConfig, ClusterEffect, ClusterEvent, ClusterInstall, ClusterNode,
     SyncMode as NodeSyncMode,
 };
-use ike::endpoint::{Effect, Endpoint, EndpointConfig, SaEvent};
+use ike::endpoint::{Endpoint, EndpointConfig};
 use ike::sa::IkeSaId;
 use xfrm::{Dataplane, DataplaneEvent, OwnedRange, ReplayEventThresholds, ReplayState};
 
+use super::child_effects::ChildSaExecutor;
 use super::core::{ClusterInput, Core, Counts, Event, Output};
 use super::dataplane::{self, InstallOptions};
-use super::endpoint_core::{CLUSTER_OWNED, endpoint_config, event, view};
+use super::endpoint_core::{CLUSTER_OWNED, endpoint_config, view};
 use crate::config::{ClusterSettings, GatewayConfig, SyncMode};
 use crate::control::{ClusterCountersView, ClusterView, IkeSaView, MemberView};
 
@@ -98,11 +99,8 @@ pub struct ClusterCore {
     /// Configured pool names (for `pools_paused`).
     pool_names: Vec<String>,
     out: VecDeque<Output>,
-    child_sas: usize,
+    children: ChildSaExecutor,
     next_dataplane_poll: Instant,
-    /// Rekeyed Child SAs whose outbound SA waits for the replaced one's deletion (as in
-    /// [`super::endpoint_core`]), keyed by the replaced inbound SPI.
-    pending_outbound: Vec<(u32, ClusterInstall)>,
     replay_events: ReplayEventThresholds,
 }
 
@@ -153,9 +151,8 @@ impl ClusterCore {
             shares,
             pool_names: cfg.pools.iter().map(|p| p.name.clone()).collect(),
             out: VecDeque::new(),
-            child_sas: 0,
+            children: ChildSaExecutor::new(CLUSTER_OWNED),
             next_dataplane_poll: now + DATAPLANE_POLL,
-            pending_outbound: Vec::new(),
             replay_events: ReplayEventThresholds {
                 // A quarter of a lease: a renewal (at half the lease) is never late by
                 // more than that, whatever the packet rate.
@@ -184,25 +181,14 @@ impl ClusterCore {
     fn pump(&mut self, now: Instant) {
         while let Some(e) = self.node.poll_effect() {
             match e {
-                ClusterEffect::Ike(e) => self.ike_effect(e),
+                ClusterEffect::Ike(e) => {
+                    self.children
+                        .execute(self.dataplane.as_mut(), e, &mut self.out);
+                }
                 ClusterEffect::InstallChild(ci) => {
                     let opts = self.options(&ci);
-                    match dataplane::install_with(
-                        self.dataplane.as_mut(),
-                        self.owned,
-                        &ci.child,
-                        &opts,
-                    ) {
-                        Err(message) => self.error(format!(
-                            "install Child SA {:08x}: {message}",
-                            ci.child.inbound.spi
-                        )),
-                        Ok(()) => {
-                            if let Some((old_in, _)) = ci.child.replaces {
-                                self.pending_outbound.push((old_in, *ci));
-                            }
-                        }
-                    }
+                    self.children
+                        .install(self.dataplane.as_mut(), ci.child, opts, &mut self.out);
                 }
                 ClusterEffect::BlockPolicies(b) => {
                     if let Err(m) = with_block(self.dataplane.as_mut(), self.owned, &b, true) {
@@ -253,79 +239,6 @@ impl ClusterCore {
                     self.out.push_back(Output::Replicate { to, data });
                 }
                 ClusterEffect::Event(ev) => self.out.push_back(Output::Event(cluster_event(ev))),
-            }
-        }
-    }
-
-    fn ike_effect(&mut self, e: Effect) {
-        match e {
-            Effect::Send {
-                local,
-                remote,
-                data,
-            } => self.out.push_back(Output::Send {
-                local,
-                remote,
-                data,
-            }),
-            Effect::InstallChild(ci) => {
-                // Not produced through a cluster node (it decorates installs); a plain
-                // install is still better than none.
-                if let Err(m) = dataplane::install(self.dataplane.as_mut(), self.owned, &ci) {
-                    self.error(format!("install Child SA {:08x}: {m}", ci.inbound.spi));
-                }
-            }
-            Effect::DeleteChild(cd) => {
-                // The replaced Child SA goes: its successor's outbound SA comes in first.
-                let spi_in = cd.spi_in;
-                let (ready, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_outbound)
-                    .into_iter()
-                    .filter(|(_, ci)| ci.child.inbound.spi != spi_in)
-                    .partition(|(old_in, _)| *old_in == spi_in);
-                self.pending_outbound = rest;
-                for (_, ci) in ready {
-                    let opts = self.options(&ci);
-                    if let Err(m) = dataplane::install_outbound_with(
-                        self.dataplane.as_mut(),
-                        self.owned,
-                        &ci.child,
-                        &opts,
-                    ) {
-                        self.error(format!(
-                            "install outbound SA {:08x}: {m}",
-                            ci.child.outbound.spi
-                        ));
-                    }
-                }
-                if let Err(m) = dataplane::delete(self.dataplane.as_mut(), self.owned, &cd) {
-                    self.error(format!("delete Child SA {:08x}: {m}", cd.spi_in));
-                }
-            }
-            Effect::AdvanceOutboundSequence {
-                spi_out,
-                dst,
-                delta,
-            } => {
-                let id = xfrm::SaId::esp(dst, xfrm::Spi(spi_out));
-                let r = self.dataplane.get_replay_state(&id).and_then(|mut st| {
-                    st.oseq = st.oseq.saturating_add(delta);
-                    self.dataplane.set_replay_state(&id, &st)
-                });
-                if let Err(e) = r {
-                    self.error(format!("advance sequence of {spi_out:08x}: {e}"));
-                }
-            }
-            Effect::KeyLog(line) => self.out.push_back(Output::KeyLog(line)),
-            Effect::NatKeepalive { local, remote } => {
-                self.out.push_back(Output::NatKeepalive { local, remote });
-            }
-            Effect::Event(ev) => {
-                match &ev {
-                    SaEvent::ChildUp { .. } => self.child_sas += 1,
-                    SaEvent::ChildDown { .. } => self.child_sas = self.child_sas.saturating_sub(1),
-                    _ => {}
-                }
-                self.out.push_back(Output::Event(event(ev)));
             }
         }
     }
@@ -507,7 +420,7 @@ impl Core for ClusterCore {
         Counts {
             ike_sas: ep.ike_sa_count(),
             half_open: ep.half_open_count(),
-            child_sas: self.child_sas,
+            child_sas: self.children.child_sas(),
         }
     }
 

@@ -4,12 +4,12 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime};
 
-use ike::endpoint::{Effect, Endpoint, EndpointConfig, IkeSaInfo, SaEvent};
+use ike::endpoint::{Endpoint, EndpointConfig, IkeSaInfo, SaEvent};
 use ike::sa::IkeSaId;
 use xfrm::{Dataplane, DataplaneEvent, OwnedRange};
 
+use super::child_effects::ChildSaExecutor;
 use super::core::{Core, Counts, Event, Output};
-use super::dataplane;
 use crate::config::{DataplaneKind, GatewayConfig};
 use crate::control::{ChildSaView, IkeSaView};
 
@@ -83,19 +83,15 @@ pub fn open_dataplane(cfg: &GatewayConfig) -> Result<Box<dyn Dataplane>, String>
 pub struct EndpointCore {
     endpoint: Endpoint,
     dataplane: Box<dyn Dataplane>,
-    owned: OwnedRange,
     out: VecDeque<Output>,
-    child_sas: usize,
+    children: ChildSaExecutor,
     next_dataplane_poll: Instant,
-    /// Rekeyed Child SAs whose outbound SA waits for the replaced one's deletion
-    /// (see [`dataplane::install`]), keyed by the replaced inbound SPI.
-    pending_outbound: Vec<(u32, ike::endpoint::ChildInstall)>,
 }
 
 impl std::fmt::Debug for EndpointCore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EndpointCore")
-            .field("child_sas", &self.child_sas)
+            .field("child_sas", &self.children.child_sas())
             .finish_non_exhaustive()
     }
 }
@@ -108,106 +104,17 @@ impl EndpointCore {
         Self {
             endpoint,
             dataplane,
-            owned: OwnedRange::default(),
             out: VecDeque::new(),
-            child_sas: 0,
+            children: ChildSaExecutor::new(OwnedRange::default()),
             next_dataplane_poll: now + DATAPLANE_POLL,
-            pending_outbound: Vec::new(),
         }
     }
 
     /// Moves the endpoint's effects into `out`, executing data-plane ones on the way.
     fn pump(&mut self) {
         while let Some(e) = self.endpoint.poll_effect() {
-            match e {
-                Effect::Send {
-                    local,
-                    remote,
-                    data,
-                } => self.out.push_back(Output::Send {
-                    local,
-                    remote,
-                    data,
-                }),
-                Effect::InstallChild(ci) => {
-                    match dataplane::install(self.dataplane.as_mut(), self.owned, &ci) {
-                        Err(message) => {
-                            self.out.push_back(Output::Event(Event::DataplaneError {
-                                message: format!(
-                                    "install Child SA {:08x}: {message}",
-                                    ci.inbound.spi
-                                ),
-                            }));
-                        }
-                        Ok(()) => {
-                            if let Some((old_in, _)) = ci.replaces {
-                                self.pending_outbound.push((old_in, *ci));
-                            }
-                        }
-                    }
-                }
-                Effect::DeleteChild(cd) => {
-                    // The replaced Child SA goes: its successor's outbound SA comes in
-                    // first, so that sending never stops. A successor deleted before
-                    // that never gets one.
-                    let spi_in = cd.spi_in;
-                    let (ready, rest): (Vec<_>, Vec<_>) =
-                        std::mem::take(&mut self.pending_outbound)
-                            .into_iter()
-                            .filter(|(_, ci)| ci.inbound.spi != spi_in)
-                            .partition(|(old_in, _)| *old_in == spi_in);
-                    self.pending_outbound = rest;
-                    for (_, ci) in ready {
-                        if let Err(message) =
-                            dataplane::install_outbound(self.dataplane.as_mut(), self.owned, &ci)
-                        {
-                            self.out.push_back(Output::Event(Event::DataplaneError {
-                                message: format!(
-                                    "install outbound SA {:08x}: {message}",
-                                    ci.outbound.spi
-                                ),
-                            }));
-                        }
-                    }
-                    if let Err(message) =
-                        dataplane::delete(self.dataplane.as_mut(), self.owned, &cd)
-                    {
-                        self.out.push_back(Output::Event(Event::DataplaneError {
-                            message: format!("delete Child SA {:08x}: {message}", cd.spi_in),
-                        }));
-                    }
-                }
-                Effect::AdvanceOutboundSequence {
-                    spi_out,
-                    dst,
-                    delta,
-                } => {
-                    let id = xfrm::SaId::esp(dst, xfrm::Spi(spi_out));
-                    let r = self.dataplane.get_replay_state(&id).and_then(|mut st| {
-                        st.oseq = st.oseq.saturating_add(delta);
-                        self.dataplane.set_replay_state(&id, &st)
-                    });
-                    if let Err(e) = r {
-                        self.out.push_back(Output::Event(Event::DataplaneError {
-                            message: format!("advance sequence of {spi_out:08x}: {e}"),
-                        }));
-                    }
-                }
-                Effect::KeyLog(line) => self.out.push_back(Output::KeyLog(line)),
-                Effect::NatKeepalive { local, remote } => {
-                    self.out.push_back(Output::NatKeepalive { local, remote });
-                }
-                Effect::Event(ev) => {
-                    match &ev {
-                        SaEvent::ChildUp { .. } => self.child_sas += 1,
-                        SaEvent::ChildDown { .. } => {
-                            self.child_sas = self.child_sas.saturating_sub(1);
-                        }
-                        _ => {}
-                    }
-                    self.out.push_back(Output::Event(event(ev)));
-                }
-            }
+            self.children
+                .execute(self.dataplane.as_mut(), e, &mut self.out);
         }
     }
 
@@ -382,7 +289,7 @@ impl Core for EndpointCore {
         Counts {
             ike_sas: self.endpoint.ike_sa_count(),
             half_open: self.endpoint.half_open_count(),
-            child_sas: self.child_sas,
+            child_sas: self.children.child_sas(),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! executor of the protocol core's outputs. Small by design (quinn's driver, DESIGN §1):
 //! all protocol decisions are the core's.
 
+mod child_effects;
 pub mod cluster_core;
 pub mod control_server;
 pub mod core;
