@@ -58,6 +58,9 @@
 // Test helpers outside #[test] functions: a failed step is a failed test.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+#[path = "vm_guest/mod.rs"]
+mod vm_guest;
+
 #[path = "cluster_vm/esp_pcap.rs"]
 mod esp_pcap;
 #[path = "cluster_vm/rig.rs"]
@@ -67,9 +70,6 @@ mod scenario;
 #[path = "cluster_vm/traffic.rs"]
 mod traffic;
 
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
-use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -79,98 +79,38 @@ const GUEST_ENV: &str = "BATON_CLUSTER_VM_GUEST";
 /// Printed by the guest once every check has run (passed or not).
 const ALL_RAN: &str = "CLUSTER-VM-ALL-CHECKS-RAN";
 
-struct VmRun {
-    text: String,
-    success: bool,
-    secs: f64,
-}
+static VM_RUN: OnceLock<vm_guest::VmRun> = OnceLock::new();
 
-static VM_RUN: OnceLock<VmRun> = OnceLock::new();
-
-fn require_root() {
-    let euid = std::fs::metadata("/proc/self")
-        .map(|m| m.uid())
-        .unwrap_or(u32::MAX);
-    assert_eq!(
-        euid, 0,
-        "this test needs root (network namespaces, XFRM, qemu); run the tests as root, as CI does"
-    );
-}
-
-fn vm_run() -> &'static VmRun {
+fn vm_run() -> &'static vm_guest::VmRun {
     VM_RUN.get_or_init(|| {
-        require_root();
-        let exe = std::env::current_exe().unwrap();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../interop/vm/run-in-vm");
-        let start = Instant::now();
-        let mut cmd = Command::new(&script);
-        cmd.args(["-m", "2048", "-t", "1500"]);
+        let mut vm_args: Vec<String> = ["-m", "2048", "-t", "1500"].map(String::from).into();
         // BATON_CLUSTER_VM_KEEP=DIR: the guest copies its logs and captures to DIR, shared
         // with the host, so they outlive the guest.
         let keep = std::env::var("BATON_CLUSTER_VM_KEEP").unwrap_or_default();
         if !keep.is_empty() {
             std::fs::create_dir_all(&keep).unwrap();
-            cmd.args(["-w", &keep]);
+            vm_args.extend(["-w".to_owned(), keep.clone()]);
         }
-        let out = cmd
-            .args(["--", "env"])
-            .arg(format!("BATON_CLUSTER_VM_KEEP={keep}"))
-            .args(["HEARTBEAT", "SYNC", "IKE"].map(|k| {
-                let k = format!("BATON_CLUSTER_VM_{k}");
-                format!("{k}={}", std::env::var(&k).unwrap_or_default())
-            }))
-            .arg(format!("{GUEST_ENV}=1"))
-            .arg("BATON_INTEROP_KERNEL=netlink")
-            .arg(format!(
+        let mut env = vec![format!("BATON_CLUSTER_VM_KEEP={keep}")];
+        env.extend(["HEARTBEAT", "SYNC", "IKE"].map(|k| {
+            let k = format!("BATON_CLUSTER_VM_{k}");
+            format!("{k}={}", std::env::var(&k).unwrap_or_default())
+        }));
+        env.extend([
+            format!("{GUEST_ENV}=1"),
+            "BATON_INTEROP_KERNEL=netlink".into(),
+            format!(
                 "BATON_CLUSTER_VM_ONLY={}",
                 std::env::var("BATON_CLUSTER_VM_ONLY").unwrap_or_default()
-            ))
-            .arg(&exe)
-            .args([
-                "--exact",
-                "cluster_vm_guest",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-        let secs = start.elapsed().as_secs_f64();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        println!(
-            "cluster_vm: the guest run took {secs:.1} s ({})",
-            out.status
-        );
-        VmRun {
-            text,
-            success: out.status.success(),
-            secs,
-        }
+            ),
+        ]);
+        vm_guest::boot("cluster_vm", &vm_args, &env, "cluster_vm_guest")
     })
 }
 
 /// The verdict of check `name` in the shared guest run.
 fn expect_check(name: &str) {
-    let run = vm_run();
-    let pass = format!("CLUSTER-VM-CHECK {name} PASS");
-    if let Some(line) = run.text.lines().find(|l| l.contains(&pass)) {
-        println!("{line} (guest run {:.1} s)", run.secs);
-        return;
-    }
-    let begin = format!("CLUSTER-VM-CHECK {name} FAIL");
-    let end = format!("CLUSTER-VM-CHECK-END {name}");
-    if let Some(i) = run.text.find(&begin) {
-        let rest = &run.text[i..];
-        let detail = rest.find(&end).map_or(rest, |j| &rest[..j]);
-        panic!("{detail}");
-    }
-    panic!(
-        "check {name} did not report (guest run {:.1} s, success {}); guest output:\n{}",
-        run.secs, run.success, run.text
-    );
+    vm_guest::expect_check(vm_run(), "CLUSTER-VM-CHECK", name);
 }
 
 /// Inside the guest: runs every check (or the measurement). On the host: the guest
@@ -181,7 +121,7 @@ fn cluster_vm_guest() {
         traffic::run_tool(&tool);
         return;
     }
-    require_root();
+    vm_guest::require_root();
     if std::env::var_os(GUEST_ENV).is_some() {
         if let Err(e) = interop::check_prerequisites() {
             panic!("{e}");

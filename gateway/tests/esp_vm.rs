@@ -26,11 +26,13 @@
 // Test helpers outside #[test] functions: a failed step is a failed test.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+#[path = "vm_guest/mod.rs"]
+mod vm_guest;
+
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -54,77 +56,30 @@ const WAIT: Duration = Duration::from_secs(30);
 // ---------------------------------------------------------------------------------
 // Host side: one guest boot shared by all tests.
 
-struct VmRun {
-    text: String,
-    success: bool,
-    secs: f64,
-}
+static VM_RUN: OnceLock<vm_guest::VmRun> = OnceLock::new();
 
-static VM_RUN: OnceLock<VmRun> = OnceLock::new();
-
-fn require_root() {
-    let euid = std::fs::metadata("/proc/self")
-        .map(|m| m.uid())
-        .unwrap_or(u32::MAX);
-    assert_eq!(
-        euid, 0,
-        "this test needs root (network namespaces, XFRM, qemu); run the tests as root, as CI does"
-    );
-}
-
-fn vm_run() -> &'static VmRun {
+fn vm_run() -> &'static vm_guest::VmRun {
     VM_RUN.get_or_init(|| {
-        require_root();
-        let exe = std::env::current_exe().unwrap();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../interop/vm/run-in-vm");
-        let start = Instant::now();
-        let out = Command::new(&script)
-            .args(["-m", "1536", "-t", "1500", "--", "env"])
-            .arg(format!("{GUEST_ENV}=1"))
-            .arg("BATON_INTEROP_KERNEL=netlink")
-            .arg(format!(
-                "BATON_ESP_VM_ONLY={}",
-                std::env::var("BATON_ESP_VM_ONLY").unwrap_or_default()
-            ))
-            .arg(&exe)
-            .args(["--exact", "esp_vm_guest", "--nocapture", "--test-threads=1"])
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-        let secs = start.elapsed().as_secs_f64();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        println!("esp_vm: the guest run took {secs:.1} s ({})", out.status);
-        VmRun {
-            text,
-            success: out.status.success(),
-            secs,
-        }
+        vm_guest::boot(
+            "esp_vm",
+            &["-m", "1536", "-t", "1500"].map(String::from),
+            &[
+                format!("{GUEST_ENV}=1"),
+                "BATON_INTEROP_KERNEL=netlink".into(),
+                format!(
+                    "BATON_ESP_VM_ONLY={}",
+                    std::env::var("BATON_ESP_VM_ONLY").unwrap_or_default()
+                ),
+            ],
+            "esp_vm_guest",
+        )
     })
 }
 
 /// The verdict of check `name` in the shared guest run: passes if the guest printed
 /// `ESP-VM-CHECK <name> PASS`, otherwise fails with the check's own failure message.
 fn expect_check(name: &str) {
-    let run = vm_run();
-    let pass = format!("ESP-VM-CHECK {name} PASS");
-    if let Some(line) = run.text.lines().find(|l| l.contains(&pass)) {
-        println!("{line} (guest run {:.1} s)", run.secs);
-        return;
-    }
-    let begin = format!("ESP-VM-CHECK {name} FAIL");
-    let end = format!("ESP-VM-CHECK-END {name}");
-    if let Some(i) = run.text.find(&begin) {
-        let rest = &run.text[i..];
-        let detail = rest.find(&end).map_or(rest, |j| &rest[..j]);
-        panic!("{detail}");
-    }
-    panic!(
-        "check {name} did not report (guest run {:.1} s, success {}); guest output:\n{}",
-        run.secs, run.success, run.text
-    );
+    vm_guest::expect_check(vm_run(), "ESP-VM-CHECK", name);
 }
 
 /// Inside the guest: runs every check. On the host: the guest booted, every check ran
@@ -135,7 +90,7 @@ fn esp_vm_guest() {
         run_tool(&tool);
         return;
     }
-    require_root();
+    vm_guest::require_root();
     if std::env::var_os(GUEST_ENV).is_some() {
         guest_main();
         return;

@@ -26,9 +26,11 @@
 // Test helpers outside #[test] functions: a failed step is a failed test.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+#[path = "vm_guest/mod.rs"]
+mod vm_guest;
+
 use std::collections::VecDeque;
 use std::net::{SocketAddr, UdpSocket};
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -53,78 +55,21 @@ const PSK: &str = "rfc6311-vm-test-psk";
 // ---------------------------------------------------------------------------------
 // Host side.
 
-struct VmRun {
-    text: String,
-    success: bool,
-    secs: f64,
-}
+static VM_RUN: OnceLock<vm_guest::VmRun> = OnceLock::new();
 
-static VM_RUN: OnceLock<VmRun> = OnceLock::new();
-
-fn require_root() {
-    let euid = std::fs::metadata("/proc/self")
-        .map(|m| m.uid())
-        .unwrap_or(u32::MAX);
-    assert_eq!(
-        euid, 0,
-        "this test needs root (network namespaces, XFRM, qemu); run the tests as root, as CI does"
-    );
-}
-
-fn vm_run() -> &'static VmRun {
+fn vm_run() -> &'static vm_guest::VmRun {
     VM_RUN.get_or_init(|| {
-        require_root();
-        let exe = std::env::current_exe().unwrap();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../interop/vm/run-in-vm");
-        let start = Instant::now();
-        let out = Command::new(&script)
-            .args(["-m", "1536", "-t", "900", "--", "env"])
-            .arg(format!("{GUEST_ENV}=1"))
-            .arg(&exe)
-            .args([
-                "--exact",
-                "rfc6311_vm_guest",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-        let secs = start.elapsed().as_secs_f64();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        println!(
-            "rfc6311_vm: the guest run took {secs:.1} s ({})",
-            out.status
-        );
-        VmRun {
-            text,
-            success: out.status.success(),
-            secs,
-        }
+        vm_guest::boot(
+            "rfc6311_vm",
+            &["-m", "1536", "-t", "900"].map(String::from),
+            &[format!("{GUEST_ENV}=1")],
+            "rfc6311_vm_guest",
+        )
     })
 }
 
 fn expect_check(name: &str) {
-    let run = vm_run();
-    let pass = format!("RFC6311-VM-CHECK {name} PASS");
-    if let Some(line) = run.text.lines().find(|l| l.contains(&pass)) {
-        println!("{line} (guest run {:.1} s)", run.secs);
-        return;
-    }
-    let begin = format!("RFC6311-VM-CHECK {name} FAIL");
-    let end = format!("RFC6311-VM-CHECK-END {name}");
-    if let Some(i) = run.text.find(&begin) {
-        let rest = &run.text[i..];
-        let detail = rest.find(&end).map_or(rest, |j| &rest[..j]);
-        panic!("{detail}");
-    }
-    panic!(
-        "check {name} did not report (guest run {:.1} s, success {}); guest output:\n{}",
-        run.secs, run.success, run.text
-    );
+    vm_guest::expect_check(vm_run(), "RFC6311-VM-CHECK", name);
 }
 
 /// Inside the guest: runs both checks. On the host: the guest ran them all.
@@ -134,7 +79,7 @@ fn rfc6311_vm_guest() {
         run_tool(&tool);
         return;
     }
-    require_root();
+    vm_guest::require_root();
     if std::env::var_os(GUEST_ENV).is_some() {
         guest_main();
         return;
