@@ -189,3 +189,94 @@ fn isolated_minority_does_not_take_over_on_a_datagram() {
     c.advance(Duration::from_millis(200));
     c.check();
 }
+
+/// A partition heals and the old owner's record wins: it must not go on sending below
+/// the sequence numbers the other side used meanwhile (the peer's anti-replay window
+/// would drop everything it sends), nor below the Message IDs the other side used
+/// (the peer would take its requests for old retransmissions).
+#[test]
+fn after_a_partition_heals_the_owner_sends_above_what_the_other_side_used() {
+    let mut c = Cluster::new(2, |cfg| cfg.lease_chunk = 1 << 16);
+    // Each node owns some SAs, so whichever side's records win, one kept SAs.
+    while c.peers.len() < 6
+        || (0..2).any(|n| {
+            (0..c.peers.len())
+                .filter(|p| c.owners_of_peer(*p) == [n])
+                .count()
+                < 2
+        })
+    {
+        assert!(c.peers.len() < 40, "HRW put every SA on one node");
+        c.add_peer();
+    }
+    let peers = c.peers.len();
+    c.traffic(100);
+    c.check();
+    c.partition(&[0], &[1]);
+    c.advance(Duration::from_millis(200));
+    for p in 0..peers {
+        assert_eq!(c.owners_of_peer(p).len(), 2, "peer {p}: both sides own it");
+    }
+    // Both sides send, and the takers (in their own, higher slot) send later.
+    c.traffic(1_000);
+    c.advance(Duration::from_secs(2));
+    c.traffic(1_000);
+    c.heal();
+    c.advance(Duration::from_millis(500));
+    c.check();
+    let moved: u64 = c
+        .members
+        .iter()
+        .map(|m| m.node.counters().lease_moves)
+        .sum();
+    let merged: u64 = c
+        .members
+        .iter()
+        .map(|m| m.node.counters().message_id_merges)
+        .sum();
+    eprintln!("lease moves {moved}, Message ID merges {merged}");
+    assert!(
+        moved > 0,
+        "no owner had to move: the test does not cover the case"
+    );
+    assert!(
+        merged > 0,
+        "no Message IDs merged: the test does not cover the case"
+    );
+    let before = c.wire.behind_window(32);
+    for _ in 0..5 {
+        c.traffic(200);
+        c.advance(Duration::from_millis(100));
+    }
+    c.check();
+    assert_eq!(
+        c.wire.behind_window(32) - before,
+        0,
+        "after the heal an owner sent below the peer's anti-replay window"
+    );
+    assert!(c.wire.reused().is_empty(), "reused: {:?}", c.wire.reused());
+    for p in 0..peers {
+        let owner = c.owners_of_peer(p)[0];
+        // The owner's own request (a liveness check) is answered by the peer.
+        let gw = c.gw_id(p);
+        let now = c.now;
+        let _ = c.members[owner].node.endpoint_mut().send_liveness(now, gw);
+        c.members[owner].node.flush(now);
+        c.run();
+        c.advance(Duration::from_millis(100));
+        let sa = c.members[owner].node.endpoint().ike_sa(gw).unwrap();
+        assert!(
+            sa.msgids.outstanding.is_none(),
+            "peer {p} (owner gw{owner}): our liveness check after the heal went unanswered"
+        );
+        assert!(
+            c.liveness_ok(p),
+            "peer {p} (owner gw{owner}): liveness after the heal"
+        );
+        assert!(
+            c.child_rekey_ok(p),
+            "peer {p}: Child SA rekey after the heal"
+        );
+    }
+    c.check();
+}

@@ -49,6 +49,8 @@ struct WireLog {
     /// Per SA, disjoint sorted ranges of sequence numbers sent.
     sent: HashMap<SaId, Vec<(u64, u64)>>,
     reused: Vec<(SaId, SeqRange)>,
+    /// Per SA, every range sent, in the order sent (what the peer receives, in order).
+    history: HashMap<SaId, Vec<(u64, u64)>>,
 }
 
 impl Wire {
@@ -65,6 +67,7 @@ impl Wire {
 
     fn record(&self, id: SaId, first: u64, last: u64) {
         let mut log = self.log();
+        log.history.entry(id).or_default().push((first, last));
         let mut reused = Vec::new();
         let ranges = log.sent.entry(id).or_default();
         for &(a, b) in ranges.iter() {
@@ -96,6 +99,28 @@ impl Wire {
     /// Every (SA, sequence numbers) that was sent more than once.
     pub fn reused(&self) -> Vec<(SaId, SeqRange)> {
         self.log().reused.clone()
+    }
+
+    /// How many packets a peer with an anti-replay window of `window` (RFC 4303
+    /// §3.4.3) receiving everything sent, in the order sent, drops as too old: those
+    /// sent below the highest sequence number already sent on the SA by more than the
+    /// window. A node sending on an SA below another node's earlier sends on it (a
+    /// partition healed, a takeover) is silently cut off by the peer.
+    pub fn behind_window(&self, window: u64) -> u64 {
+        let log = self.log();
+        let mut dropped = 0;
+        for ranges in log.history.values() {
+            let mut top = 0u64;
+            for &(first, last) in ranges {
+                // Packets with seq + window <= top are dropped (top itself is still in).
+                let limit = top.saturating_sub(window);
+                if first <= limit && top > 0 {
+                    dropped += limit.min(last) - first + 1;
+                }
+                top = top.max(last);
+            }
+        }
+        dropped
     }
 
     /// How many distinct sequence numbers were sent on `id`.

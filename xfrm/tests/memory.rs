@@ -434,3 +434,32 @@ fn injected_failures_and_in_order_receive() {
     );
     assert_eq!(dp.get_replay_state(&s.id).unwrap().seq, 44);
 }
+
+#[test]
+fn an_outbound_sa_moved_to_a_new_range_continues_at_its_start_and_stops_at_its_end() {
+    let wire = Wire::new();
+    let mut dp = MemoryDataplane::new(OWNED, 7);
+    dp.attach_wire(wire.clone());
+    let mut s = gcm_sa(0x2000);
+    s.lifetime = Lifetime {
+        hard_packets: Some(100),
+        soft_packets: Some(75),
+        ..Lifetime::default()
+    };
+    dp.add_sa(&s).unwrap();
+    let id = s.id;
+    let r = dp.send(&id, 60, 100).unwrap();
+    assert_eq!((r.first, r.last), (1, 60));
+    // Its range is [1, 100] (hard limit 100 packets); move it to [1001, 1050].
+    xfrm::move_outbound_range(&mut dp, &id, 100, 1001, 1050).unwrap();
+    let r = dp.send(&id, 10, 100).unwrap();
+    assert_eq!((r.first, r.last), (1001, 1010));
+    // Never past the new end, however much is asked.
+    let r = dp.send(&id, 1_000, 100).unwrap();
+    assert_eq!(r.last, 1050, "{r:?}");
+    assert!(dp.send(&id, 1, 100).map_or(true, |r| r.count == 0));
+    assert!(wire.reused().is_empty());
+    // Backwards or empty moves are refused.
+    assert!(xfrm::move_outbound_range(&mut dp, &id, 1050, 1050, 2000).is_err());
+    assert!(xfrm::move_outbound_range(&mut dp, &id, 1050, 3000, 2000).is_err());
+}

@@ -81,6 +81,16 @@ pub enum ReplEvent {
     Superseded(Token),
     /// The peer's bulk resync to us is complete: we hold everything it held.
     PeerSynced(NodeId),
+    /// A record another node wrote was not applied because the version we hold is
+    /// newer: a concurrent write (both sides of a partition wrote the key). Its facts
+    /// may still matter to the caller (a lease end it granted itself, Message IDs it
+    /// used), so the value is handed over once.
+    Overruled {
+        /// Key.
+        key: RecordKey,
+        /// The losing write's value.
+        value: Vec<u8>,
+    },
 }
 
 /// Per-peer counters.
@@ -586,6 +596,12 @@ impl ReplicationLog {
             .is_none_or(|cur| cur.version < rec.version);
         if !newer {
             self.stats.stale += 1;
+            // Another write than ours (not the same version coming round again).
+            if let (Some(cur), Some(value)) = (self.store.get(&key), rec.value)
+                && cur.version != rec.version
+            {
+                self.events.push_back(ReplEvent::Overruled { key, value });
+            }
             return;
         }
         self.stats.applied += 1;

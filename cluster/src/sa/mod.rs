@@ -42,6 +42,7 @@
 //! Outbound ESP sequence numbers are leased: see `docs/architecture.md` ("Cluster") for
 //! the argument that no (SPI, sequence number) pair is used twice.
 
+mod heal;
 mod hrw;
 mod leases;
 mod node;
@@ -195,6 +196,21 @@ pub enum ClusterEffect {
         /// New soft packet limit (three quarters of the lease).
         soft_packets: u64,
     },
+    /// Move an outbound SA to a new range of sequence numbers: it continues at `start`
+    /// and never sends past `end` (see `xfrm::move_outbound_range`). After a partition
+    /// healed, the owner continues above what the other side sent on it meanwhile.
+    MoveOutboundLease {
+        /// Outbound SPI.
+        spi_out: u32,
+        /// Destination (the peer).
+        dst: IpAddr,
+        /// The lease end the data plane enforces now.
+        old_end: u64,
+        /// First sequence number of the new range.
+        start: u64,
+        /// Last sequence number of the new range.
+        end: u64,
+    },
     /// Send a replication message to a peer node on the channel.
     Replicate {
         /// The node.
@@ -341,4 +357,9 @@ pub struct ClusterCounters {
     pub lease_renewals: u64,
     /// Child SA rekeys scheduled after a large sequence jump (RFC 6311 §5.2).
     pub jump_rekeys: u64,
+    /// Outbound SAs moved above another node's range after a partition healed.
+    pub lease_moves: u64,
+    /// IKE SAs whose Message IDs moved up to what another node used on them during a
+    /// partition.
+    pub message_id_merges: u64,
 }

@@ -34,6 +34,14 @@ pub(super) struct OwnedChild {
     pub renewing: Option<(Token, u64)>,
     /// Its policies (selectors), see [`super::standby::policy_key`].
     pub policy: u64,
+    /// Its IKE SA (our SPI).
+    pub ike: u64,
+    /// Extended sequence numbers (64-bit).
+    pub esn: bool,
+    /// Moved to a new range since its install (`MoveOutboundLease`): the kernel's
+    /// packet count no longer maps to sequence numbers, so no lease renewal; it is
+    /// rekeyed instead.
+    pub moved: bool,
 }
 
 /// Replay state and lease to put on a Child SA install (takeover, transfer).
@@ -438,7 +446,7 @@ impl ClusterNode {
         let Some(c) = self.children.get_mut(&spi_in) else {
             return;
         };
-        if c.renewing.is_some() {
+        if c.renewing.is_some() || c.moved {
             return;
         }
         let new_end = c.granted_end.saturating_add(chunk);
@@ -704,6 +712,9 @@ impl ClusterNode {
                 granted_end: end,
                 renewing: None,
                 policy,
+                ike: child.ike_sa.0,
+                esn: child.suite.esn,
+                moved: false,
             },
         ) {
             self.unref_owned_policy(old.policy);
@@ -843,6 +854,7 @@ impl ClusterNode {
                         self.take_over_orphans(now);
                     }
                 }
+                ReplEvent::Overruled { key, value } => self.overruled(now, &key, &value),
                 ReplEvent::Acked(_) | ReplEvent::Superseded(_) => {}
             }
         }
@@ -866,6 +878,7 @@ impl ClusterNode {
                     let e = self.lease_seen.entry(rec.spi_out).or_insert(0);
                     *e = (*e).max(rec.lease_end);
                     self.note_child(spi_in, rec.spi_out);
+                    self.move_above_foreign_lease(now, rec.spi_out);
                 }
                 None if deleted => self.try_prune_lease(spi_in),
                 None => {}

@@ -92,14 +92,6 @@ impl ClusterNode {
             .map(|c| (c.spi_in, c.spi_out, c.suite.esn))
             .collect();
         let transfer = rec.owner == self.cfg.node;
-        let n = u64::try_from(self.cfg.nodes.len().max(1)).unwrap_or(1);
-        let k = self
-            .cfg
-            .nodes
-            .iter()
-            .position(|x| *x == self.cfg.node)
-            .and_then(|p| u64::try_from(p).ok())
-            .unwrap_or(0);
         let chunk = self.cfg.lease_chunk.max(1);
         let mut jumps = Vec::new();
         for (spi_in, spi_out, esn) in kids {
@@ -134,13 +126,7 @@ impl ClusterNode {
                     .lease_end
                     .max(chunk)
                     .max(self.lease_seen.get(&spi_out).copied().unwrap_or(0));
-                let round = n.saturating_mul(chunk);
-                let r = l_max / round + 1;
-                let start = r
-                    .saturating_mul(round)
-                    .saturating_add(k.saturating_mul(chunk))
-                    .saturating_add(1);
-                let end = start.saturating_add(chunk - 1).min(max_seq);
+                let (start, end) = self.slot_above(l_max, max_seq);
                 if start.saturating_sub(cr.oseq) > REKEY_JUMP || end <= start {
                     jumps.push(spi_in);
                 }

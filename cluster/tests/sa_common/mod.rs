@@ -555,6 +555,26 @@ impl Cluster {
                     dp.update_sa(&info.spec).unwrap();
                 }
             }
+            ClusterEffect::MoveOutboundLease {
+                spi_out,
+                dst,
+                old_end,
+                start,
+                end,
+            } => {
+                let dp = &mut self.members[i].dp;
+                // Gone already (hard-expired at its lease end) is fine.
+                match xfrm::move_outbound_range(
+                    dp,
+                    &SaId::esp(dst, Spi(spi_out)),
+                    old_end,
+                    start,
+                    end,
+                ) {
+                    Ok(()) | Err(xfrm::Error::NotFound { .. }) => {}
+                    Err(e) => panic!("move {spi_out:08x}: {e}"),
+                }
+            }
             ClusterEffect::Replicate { to, data } => {
                 if let Some(j) = self.members.iter().position(|m| m.name == to)
                     && self.link_up(i, j)

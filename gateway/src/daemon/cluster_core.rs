@@ -235,6 +235,28 @@ impl ClusterCore {
                         self.error(format!("renew the lease of {spi_out:08x}: {e}"));
                     }
                 }
+                ClusterEffect::MoveOutboundLease {
+                    spi_out,
+                    dst,
+                    old_end,
+                    start,
+                    end,
+                } => {
+                    let id = xfrm::SaId::esp(dst, xfrm::Spi(spi_out));
+                    match xfrm::move_outbound_range(
+                        self.dataplane.as_mut(),
+                        &id,
+                        old_end,
+                        start,
+                        end,
+                    ) {
+                        // Hard-expired at its lease end meanwhile: nothing to move.
+                        Ok(()) | Err(xfrm::Error::NotFound { .. }) => {}
+                        Err(e) => self.error(format!(
+                            "move {spi_out:08x} above another node's sequence numbers: {e}"
+                        )),
+                    }
+                }
                 ClusterEffect::Replicate { to, data } => {
                     self.out.push_back(Output::Replicate { to, data });
                 }

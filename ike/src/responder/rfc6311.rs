@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use crate::endpoint::{Effect, Endpoint, SaEvent};
 use crate::sa::IkeSaId;
-use crate::sa::msgid::{RETRANSMIT_TRIES, SyncAttempt};
+use crate::sa::msgid::{MessageIdWindow, RETRANSMIT_TRIES, SyncAttempt};
 use crate::wire::{
     ExchangeType, IkeSpi, MessageIdSyncData, NotifyType, Payload, ReplayCounterSyncData,
 };
@@ -305,5 +305,28 @@ impl Endpoint {
         self.sync_replay.remove(&our_spi.0);
         self.event(SaEvent::MessageIdsSynced { id });
         self.schedule(our_spi.0);
+    }
+
+    /// Cluster side: another node used IKE SA `id` concurrently (both sides of a
+    /// partition owned it) and our copy won. Message IDs it used with the peer must not
+    /// be used again (RFC 7296 §2.2), and the peer's requests it answered are behind us:
+    /// both counters move to the larger of the two. Returns whether anything moved.
+    pub fn merge_message_ids(&mut self, id: IkeSaId, other: &MessageIdWindow) -> bool {
+        let Some(sa) = self.sas.get_mut(&id.0) else {
+            return false;
+        };
+        let m = &mut sa.msgids;
+        let mut ours = other.our_next_request;
+        if let Some(p) = &other.sync_pending {
+            // Its sync may have reached the peer: M1 counts as used.
+            ours = ours.max(p.m1.saturating_add(1));
+        }
+        if let Some(o) = &other.outstanding {
+            ours = ours.max(o.message_id.saturating_add(1));
+        }
+        let moved = ours > m.our_next_request || other.peer_next_request > m.peer_next_request;
+        m.our_next_request = m.our_next_request.max(ours);
+        m.peer_next_request = m.peer_next_request.max(other.peer_next_request);
+        moved
     }
 }

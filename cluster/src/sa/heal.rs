@@ -1,0 +1,139 @@
+//! After a partition heals: what the other side did with an SA we kept.
+//!
+//! In a split brain both sides may own an SA (each takes the other's over). The side
+//! whose record loses steps back (`lose_ownership`); the side whose record wins goes
+//! on, but must not go on *below* what the other side did meanwhile:
+//! - its outbound ESP sequence numbers: the other side sent in a higher slot, and the
+//!   peer's anti-replay window (RFC 4303 §3.4.3) now drops everything lower, so the
+//!   outbound SA moves above every lease known for it (then is rekeyed);
+//! - its Message IDs: the other side's requests (an RFC 6311 sync, a liveness check)
+//!   moved the peer's expected Message ID; a lower one is taken for an old
+//!   retransmission and never answered (RFC 7296 §2.2).
+
+use std::time::Instant;
+
+use ike::sa::IkeSaId;
+
+use super::ClusterEffect;
+use super::node::ClusterNode;
+use super::record::{self, ChildRecord, SaRecord};
+use crate::replog::RecordKey;
+
+impl ClusterNode {
+    /// The range of one chunk in this node's slot of the first round above `l_max`
+    /// (see docs/architecture.md, "No (SPI, sequence number) pair is ever used twice"):
+    /// `(start, end)`, with `end < start` when no such range fits under `max_seq`.
+    pub(super) fn slot_above(&self, l_max: u64, max_seq: u64) -> (u64, u64) {
+        let n = u64::try_from(self.cfg.nodes.len().max(1)).unwrap_or(1);
+        let k = self
+            .cfg
+            .nodes
+            .iter()
+            .position(|x| *x == self.cfg.node)
+            .and_then(|p| u64::try_from(p).ok())
+            .unwrap_or(0);
+        let chunk = self.cfg.lease_chunk.max(1);
+        let round = n.saturating_mul(chunk);
+        let r = l_max / round + 1;
+        let start = r
+            .saturating_mul(round)
+            .saturating_add(k.saturating_mul(chunk))
+            .saturating_add(1);
+        let end = start.saturating_add(chunk - 1).min(max_seq);
+        (start, end)
+    }
+
+    /// A record we hold won over another node's concurrent write of the same key:
+    /// keep the facts of the losing write that must never go backwards.
+    pub(super) fn overruled(&mut self, now: Instant, key: &RecordKey, value: &[u8]) {
+        if record::child_key_spi(key).is_some() {
+            if let Some(rec) = ChildRecord::decode(value) {
+                let e = self.lease_seen.entry(rec.spi_out).or_insert(0);
+                *e = (*e).max(rec.lease_end);
+                self.move_above_foreign_lease(now, rec.spi_out);
+            }
+            return;
+        }
+        let Some(spi) = record::ike_key_spi(key) else {
+            return;
+        };
+        if !self.owned.contains(&spi) {
+            return;
+        }
+        let Some(rec) = SaRecord::decode(value) else {
+            return;
+        };
+        if rec.owner == self.cfg.node {
+            return;
+        }
+        let Ok(other) = ike::export::read_sa(&rec.ike, now) else {
+            return;
+        };
+        if self.endpoint.merge_message_ids(IkeSaId(spi), &other.msgids) {
+            self.counters.message_id_merges += 1;
+            self.touched_extra.push(spi);
+            self.pump(now, false);
+        }
+        // Its Child SAs' lease ends (the Child records may have won or lost too).
+        for c in &other.children {
+            if let Some(cr) = self
+                .log
+                .get(&record::child_key(c.spi_in))
+                .and_then(ChildRecord::decode)
+            {
+                let e = self.lease_seen.entry(cr.spi_out).or_insert(0);
+                *e = (*e).max(cr.lease_end);
+                self.move_above_foreign_lease(now, cr.spi_out);
+            }
+        }
+    }
+
+    /// If another node's lease on our outbound SA `spi_out` reaches above ours (it
+    /// owned the SA too, during a partition), moves the SA to our slot above it and
+    /// rekeys the Child SA (new SPIs and keys, counters from 1; RFC 6311 §5.2 asks the
+    /// same after a large jump).
+    pub(super) fn move_above_foreign_lease(&mut self, now: Instant, spi_out: u32) {
+        let Some(&spi_in) = self.by_spi_out.get(&spi_out) else {
+            return;
+        };
+        let seen = self.lease_seen.get(&spi_out).copied().unwrap_or(0);
+        let Some(c) = self.children.get(&spi_in) else {
+            return;
+        };
+        if seen <= c.rec.lease_end {
+            return;
+        }
+        let max_seq = if c.esn { u64::MAX } else { u64::from(u32::MAX) };
+        let (ike, dst, old_end) = (c.ike, c.dst, c.granted_end);
+        let (start, end) = self.slot_above(seen, max_seq);
+        if end >= start {
+            if let Some(c) = self.children.get_mut(&spi_in) {
+                c.renewing = None;
+                c.moved = true;
+                c.granted_end = end;
+                c.rec.lease_start = start;
+                c.rec.lease_end = end;
+                c.rec.oseq = start - 1;
+                let payload = c.rec.encode();
+                let _ = self.log.publish(record::child_key(spi_in), payload);
+            }
+            self.renewing.remove(&spi_in);
+            let e = self.lease_seen.entry(spi_out).or_insert(0);
+            *e = (*e).max(end);
+            self.counters.lease_moves += 1;
+            self.effects.push_back(ClusterEffect::MoveOutboundLease {
+                spi_out,
+                dst,
+                old_end,
+                start,
+                end,
+            });
+        }
+        // No room left (or after the move): new SAs, fresh counters. If the IKE SA is
+        // busy, the soft packet lifetime of the moved range triggers the rekey later.
+        if self.endpoint.create_child(now, IkeSaId(ike), Some(spi_in)) {
+            self.counters.jump_rekeys += 1;
+        }
+        self.pump(now, false);
+    }
+}
