@@ -435,6 +435,16 @@ fn replay_state() {
     s.replay_state = Some(init.clone());
     dp.add_sa(&s).unwrap();
     assert_eq!(dp.get_replay_state(&s.id).unwrap(), init);
+    // An outbound SA moved to a new range (a cluster owner after a partition heals):
+    // the next sequence number is the range's start, the hard packet limit its length.
+    let mut s = sa("192.0.2.1", "198.51.100.2", 0x4241_3200, OWNED.min, gcm());
+    s.lifetime.hard_packets = Some(100);
+    s.lifetime.soft_packets = Some(75);
+    dp.add_sa(&s).unwrap();
+    xfrm::move_outbound_range(&mut dp, &s.id, 100, 5_001, 6_000).unwrap();
+    assert_eq!(dp.get_replay_state(&s.id).unwrap().oseq, 5_000);
+    let l = dp.get_sa(&s.id).unwrap().spec.lifetime;
+    assert_eq!((l.hard_packets, l.soft_packets), (Some(1_000), Some(750)));
 }
 
 fn wait_for(
