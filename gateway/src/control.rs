@@ -239,6 +239,14 @@ pub struct ClusterCountersView {
     pub lease_renewals: u64,
     /// Child SA rekeys after a large sequence jump (RFC 6311 §5.2).
     pub jump_rekeys: u64,
+    /// Outbound SAs moved above the sequence numbers another node used on them while
+    /// both owned them (a partition healed).
+    #[serde(default)]
+    pub lease_moves: u64,
+    /// IKE SAs whose Message IDs moved up to those another node used on them while
+    /// both owned them (a partition healed).
+    #[serde(default)]
+    pub message_id_merges: u64,
 }
 
 /// `ikectl cluster`.

@@ -265,7 +265,13 @@ fn liveness_and_rekeys(c: &Cluster, k: usize, mark: usize) {
         Ok((informational_responses_since(ch, mark) >= 2).then_some(()))
     })
     .unwrap_or_else(|e| panic!("client {k}: {e}\n{}\n{}", ch.log(), c.logs()));
+    rekeys(c, k);
+}
 
+/// strongSwan rekeys the Child SA and then the IKE SA (CREATE_CHILD_SA, RFC 7296 §1.3)
+/// through the owner, and a liveness check on the rekeyed IKE SA is answered.
+fn rekeys(c: &Cluster, k: usize) {
+    let ch = &c.clients[k];
     let sa = only(&ch.list_sas().expect("list-sas"));
     let old_in = installed_spi_in(&sa);
     ch.rekey_child("net").expect("rekey child");
@@ -304,8 +310,10 @@ fn liveness_and_rekeys(c: &Cluster, k: usize, mark: usize) {
     // The Child SA moved to the new IKE SA unchanged (RFC 7296 §2.18).
     assert_eq!(installed_spi_in(&rekeyed), installed_spi_in(&after));
     let mark = ch.log().len();
+    // strongSwan's own (DPD), or the gateway's when it checks liveness itself.
     interop::wait_for(WAIT, "a liveness check on the rekeyed IKE SA", || {
-        Ok((informational_responses_since(ch, mark) >= 1).then_some(()))
+        let n = informational_responses_since(ch, mark) + informational_answers_since(ch, mark);
+        Ok((n >= 1).then_some(()))
     })
     .unwrap_or_else(|e| panic!("client {k}: {e}\n{}\n{}", ch.log(), c.logs()));
 }
@@ -635,4 +643,109 @@ fn virtual_ips_are_unique_across_owners() {
         "virtual IPs {all:?} handed out by owners {owners:?}\n{}",
         c.logs()
     );
+}
+
+/// Cuts (or restores) the cluster link between two nodes: nftables in each node's
+/// namespace drops heartbeat and replication (UDP and TCP port [`cluster::CLUSTER_PORT`])
+/// to and from the other node. The clients still reach both nodes through the VIP.
+fn cluster_link(c: &Cluster, up: bool) {
+    for i in 0..2 {
+        let ns = &c.topo.nodes[i];
+        if up {
+            let out = ns
+                .exec("nft", &["delete", "table", "inet", "cut"])
+                .expect("nft");
+            assert!(out.status.success(), "nft delete: {out:?}");
+            continue;
+        }
+        let other = interop::cluster::node_addr(1 - i);
+        let port = cluster::CLUSTER_PORT;
+        let rules = format!(
+            "table inet cut {{\n chain in {{\n  type filter hook input priority -10; policy accept;\n  ip saddr {other} meta l4proto {{ tcp, udp }} th dport {port} drop\n  ip saddr {other} meta l4proto {{ tcp, udp }} th sport {port} drop\n }}\n chain out {{\n  type filter hook output priority -10; policy accept;\n  ip daddr {other} meta l4proto {{ tcp, udp }} th dport {port} drop\n  ip daddr {other} meta l4proto {{ tcp, udp }} th sport {port} drop\n }}\n}}\n"
+        );
+        let mut child = ns
+            .command("nft")
+            .args(["-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("nft");
+        std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), rules.as_bytes())
+            .expect("write rules");
+        drop(child.stdin.take());
+        assert!(child.wait().expect("nft").success(), "nft -f failed");
+    }
+}
+
+/// A split brain, then the partition heals. The cluster link between the two nodes is
+/// cut for a few seconds while strongSwan and batond both run liveness checks: each
+/// node declares the other dead and takes its SAs over (both answer the clients, the
+/// taker syncs Message IDs with RFC 6311). When the link is back, exactly one node
+/// owns each SA, and it goes on where the other side left the peer: strongSwan's IKE
+/// SAs are the same ones (no IKE_SA_INIT), strongSwan answers the owner's liveness
+/// checks (its Message IDs are above any the other side used), the owner answers
+/// strongSwan's, and Child SA and IKE SA rekeys succeed.
+#[test]
+fn partition_heals_and_every_tunnel_goes_on() {
+    if udp_probe_if_asked() {
+        return;
+    }
+    prerequisites();
+    let mut gw = cluster::gateway_connection();
+    gw.dpd_delay = Some("1s".into());
+    let c = Cluster::start_with(2, 2, "ack", CHARON_EXTRA, &gw);
+    let views = connect_all(&c);
+    let capture = interop::Capture::start(&c.topo.clients[1], c.dir.path(), "client1", "eth0")
+        .expect("tcpdump");
+    std::thread::sleep(Duration::from_secs(2));
+    cluster_link(&c, false);
+    // Both nodes declare the other dead and hold every SA.
+    cluster::wait_until(WAIT, "both nodes to hold every SA (split brain)", || {
+        for v in &views {
+            let h = c.holders(&v.initiator_spi);
+            if h.len() != 2 {
+                return Err(format!("{} held by {} node(s)", v.initiator_spi, h.len()));
+            }
+        }
+        Ok(())
+    });
+    // Both sides carry on for a while: liveness checks both ways, RFC 6311 syncs.
+    std::thread::sleep(Duration::from_secs(4));
+    cluster_link(&c, true);
+    c.wait_all_live(2);
+    for v in &views {
+        c.wait_single_holder(&v.initiator_spi, "one owner per SA after the heal");
+    }
+    let counters: Vec<String> = (0..2)
+        .map(|i| {
+            format!(
+                "{}: takeovers {}, lease moves {}, Message ID merges {}",
+                node_name(i),
+                c.counter(i, "takeovers"),
+                c.counter(i, "lease_moves"),
+                c.counter(i, "message_id_merges")
+            )
+        })
+        .collect();
+    eprintln!("after the heal: {}", counters.join("; "));
+    for (k, sa) in views.iter().enumerate() {
+        let ch = &c.clients[k];
+        let now = only(&ch.list_sas().expect("list-sas"));
+        assert_eq!(
+            (&now.uniqueid, &now.initiator_spi, &now.responder_spi),
+            (&sa.uniqueid, &sa.initiator_spi, &sa.responder_spi),
+            "client {k}'s IKE SA changed\n{}",
+            c.logs()
+        );
+        let mark = ch.log().len();
+        interop::wait_for(
+            WAIT,
+            "strongSwan to answer 2 liveness checks of the owner after the heal",
+            || Ok((informational_answers_since(ch, mark) >= 2).then_some(())),
+        )
+        .unwrap_or_else(|e| panic!("client {k}: {e}\n{}\n{}", ch.log(), c.logs()));
+        // strongSwan's own requests (batond's checks keep its DPD quiet).
+        rekeys(&c, k);
+    }
+    let wire = capture.finish().expect("capture");
+    check_wire(&wire, 0);
 }

@@ -16,7 +16,7 @@ use ike::sa::IkeSaId;
 
 use super::ClusterEffect;
 use super::node::ClusterNode;
-use super::record::{self, ChildRecord, SaRecord};
+use super::record::{self, ChildRecord, ExactCounters, SaRecord};
 use crate::replog::RecordKey;
 
 impl ClusterNode {
@@ -54,38 +54,115 @@ impl ClusterNode {
             }
             return;
         }
-        let Some(spi) = record::ike_key_spi(key) else {
+        if let (Some(spi), Some(rec)) = (record::ike_key_spi(key), SaRecord::decode(value)) {
+            self.merge_facts(now, spi, &rec);
+        }
+    }
+
+    /// Our record of IKE SA `spi` lost to another node's concurrent write: we step back
+    /// (`lose_ownership`, by the caller), and leave what we did with it meanwhile for the
+    /// owner to merge (`was/` record): our Message IDs and our Child SAs' lease ends.
+    /// Our losing write may never reach the owner: we replaced it before sending it.
+    pub(super) fn leave_facts(&mut self, now: Instant, spi: u64) {
+        let id = IkeSaId(spi);
+        let Some(ike) = self.endpoint.export(id, now) else {
+            return;
+        };
+        let exact = self
+            .endpoint
+            .ike_sa(id)
+            .map(|sa| {
+                sa.children
+                    .iter()
+                    .filter_map(|c| self.children.get(&c.spi_in).map(|o| (c.spi_in, o)))
+                    .map(|(spi_in, o)| ExactCounters {
+                        spi_in,
+                        oseq: o.rec.oseq,
+                        seq: o.rec.seq,
+                        bitmap: Vec::new(),
+                        lease_end: o.rec.lease_end.max(o.granted_end),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let rec = SaRecord {
+            owner: self.cfg.node.clone(),
+            epoch: self.membership.epoch,
+            exact,
+            pinned: false,
+            ike,
+        };
+        let _ = self
+            .log
+            .publish(record::was_key(spi, &self.cfg.node), rec.encode());
+    }
+
+    /// A `was/` record: the owner merges it, then deletes it.
+    pub(super) fn was_changed(&mut self, now: Instant, key: &RecordKey) {
+        let Some(spi) = record::was_key_spi(key) else {
             return;
         };
         if !self.owned.contains(&spi) {
             return;
         }
-        let Some(rec) = SaRecord::decode(value) else {
-            return;
-        };
-        if rec.owner == self.cfg.node {
+        if let Some(rec) = self.log.get(key).and_then(SaRecord::decode) {
+            self.merge_facts(now, spi, &rec);
+        }
+        self.log.delete(key.clone());
+    }
+
+    /// A Child or IKE SA just became ours (takeover, transfer): facts any node left for
+    /// its owner (`was/` records, ours included) are merged now.
+    pub(super) fn merge_left_facts(&mut self, now: Instant, spi: u64) {
+        for n in self.cfg.nodes.clone() {
+            let key = record::was_key(spi, &n);
+            if let Some(rec) = self.log.get(&key).and_then(SaRecord::decode) {
+                self.merge_facts(now, spi, &rec);
+                self.log.delete(key);
+            }
+        }
+    }
+
+    /// Merges what another node did with IKE SA `spi` (which we own) while it owned it
+    /// too: its Message IDs, and the lease ends of its Child SAs (from `rec.exact`, and
+    /// from the Child records we hold).
+    fn merge_facts(&mut self, now: Instant, spi: u64, rec: &SaRecord) {
+        // Our own facts too: an SA we stepped back from may come back to us (a transfer
+        // after the heal) with the other side's state.
+        if !self.owned.contains(&spi) {
             return;
         }
         let Ok(other) = ike::export::read_sa(&rec.ike, now) else {
             return;
         };
-        if self.endpoint.merge_message_ids(IkeSaId(spi), &other.msgids) {
+        if self
+            .endpoint
+            .merge_message_ids(now, IkeSaId(spi), &other.msgids)
+        {
             self.counters.message_id_merges += 1;
             self.touched_extra.push(spi);
-            self.pump(now, false);
         }
-        // Its Child SAs' lease ends (the Child records may have won or lost too).
+        let mut ends: Vec<(u32, u64)> = Vec::new();
+        for e in &rec.exact {
+            if let Some(c) = self.children.get(&e.spi_in) {
+                ends.push((c.rec.spi_out, e.lease_end));
+            }
+        }
         for c in &other.children {
             if let Some(cr) = self
                 .log
                 .get(&record::child_key(c.spi_in))
                 .and_then(ChildRecord::decode)
             {
-                let e = self.lease_seen.entry(cr.spi_out).or_insert(0);
-                *e = (*e).max(cr.lease_end);
-                self.move_above_foreign_lease(now, cr.spi_out);
+                ends.push((cr.spi_out, cr.lease_end));
             }
         }
+        for (spi_out, end) in ends {
+            let e = self.lease_seen.entry(spi_out).or_insert(0);
+            *e = (*e).max(end);
+            self.move_above_foreign_lease(now, spi_out);
+        }
+        self.pump(now, false);
     }
 
     /// If another node's lease on our outbound SA `spi_out` reaches above ours (it

@@ -872,6 +872,12 @@ impl ClusterNode {
             }
             return;
         }
+        if record::was_key_spi(key).is_some() {
+            if !deleted {
+                self.was_changed(now, key);
+            }
+            return;
+        }
         if let Some(spi_in) = record::child_key_spi(key) {
             match self.log.get(key).and_then(ChildRecord::decode) {
                 Some(rec) => {
@@ -890,6 +896,13 @@ impl ClusterNode {
         };
         if deleted {
             self.index.remove(&spi);
+            // Facts left for its owner are moot now.
+            for n in self.cfg.nodes.clone() {
+                let k = record::was_key(spi, &n);
+                if self.log.get(&k).is_some() {
+                    self.log.delete(k);
+                }
+            }
             if !self.owned.contains(&spi) {
                 // Its owner deleted it, with its Child SAs: their block policies go
                 // (not those our own Child SAs use), the virtual IP is free again (if no
@@ -923,7 +936,9 @@ impl ClusterNode {
             // meanwhile: HRW over the live members decides, as after any death.
             self.take_over_orphans(now);
         } else if owner != self.cfg.node && self.owned.contains(&spi) {
-            // Another node's newer write owns it (a partition healed): step back.
+            // Another node's newer write owns it (a partition healed): step back, and
+            // leave what we did with it meanwhile for the owner to merge.
+            self.leave_facts(now, spi);
             self.lose_ownership(now, spi, owner);
             self.standby_record(now, spi);
         }

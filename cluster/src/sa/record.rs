@@ -8,6 +8,8 @@
 //! - `rpl/<inbound SPI>` ([`ChildRecord`]): the outbound sequence lease and the latest
 //!   replay checkpoint of one Child SA.
 //! - `drn/<node>`: the node is draining (an empty payload).
+//! - `was/<our SPI><node>` ([`SaRecord`]): what a node did with an IKE SA it owned
+//!   during a partition, once its record lost (see `heal.rs`).
 //!
 //! Layouts are big-endian; decoders are bounded by the payload and never panic.
 
@@ -45,6 +47,23 @@ pub(crate) fn child_key(spi_in: u32) -> RecordKey {
 pub(crate) fn child_key_spi(key: &RecordKey) -> Option<u32> {
     let rest = key.as_bytes().strip_prefix(b"rpl/")?;
     Some(u32::from_be_bytes(rest.try_into().ok()?))
+}
+
+/// Key of what `node` did with IKE SA `spi` while a partition made it an owner too,
+/// written when its record lost (an [`SaRecord`] with its Message IDs and, in `exact`,
+/// its Child SAs' lease ends), for the owner to merge: the losing write itself may
+/// never reach the owner (replaced before it was sent).
+pub(crate) fn was_key(spi: u64, node: &NodeId) -> RecordKey {
+    let mut k = b"was/".to_vec();
+    k.extend_from_slice(&spi.to_be_bytes());
+    k.extend_from_slice(node.as_str().as_bytes());
+    RecordKey::new(&k).unwrap_or_else(|| RecordKey::from_u128(u128::from(spi)))
+}
+
+/// The IKE SA SPI of a `was/` key.
+pub(crate) fn was_key_spi(key: &RecordKey) -> Option<u64> {
+    let rest = key.as_bytes().strip_prefix(b"was/")?;
+    Some(u64::from_be_bytes(rest.get(..8)?.try_into().ok()?))
 }
 
 /// Key of a drain marker.
@@ -274,6 +293,8 @@ mod tests {
         assert_eq!(child_key_spi(&child_key(0xc000_0005)), Some(0xc000_0005));
         assert_eq!(child_key_spi(&ike_key(5)), None);
         let n = NodeId::new("gw-3").unwrap();
+        assert_eq!(was_key_spi(&was_key(0x1234, &n)), Some(0x1234));
+        assert_eq!(was_key_spi(&ike_key(0x1234)), None);
         assert_eq!(drain_key_node(&drain_key(&n)), Some(n));
     }
 }

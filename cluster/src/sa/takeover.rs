@@ -207,6 +207,8 @@ impl ClusterNode {
         self.unblock_sa(spi);
         // Its Child SAs are ours now (their leases stay known through `children`).
         self.set_record_kids(spi, Vec::new());
+        // What nodes that owned it during a partition did with it.
+        self.merge_left_facts(now, spi);
     }
 
     /// RFC 6311 §5.1: M1 = replicated next sender Message ID (or above the last sync

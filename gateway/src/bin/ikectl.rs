@@ -314,7 +314,7 @@ fn cluster_text(c: &ClusterView) -> String {
     format!(
         "node {}, membership epoch {}, {} IKE SA record(s), {} transfer(s) queued{}\n{}\
          takeovers {}, RFC 6311 syncs {} started / {} answered ({} resent, {} failed, {} not needed), transfers {} in / {} out, \
-         lease renewals {}, ack timeouts {}, held datagrams {}\n",
+         lease renewals {}, ack timeouts {}, held datagrams {}, after partitions: {} outbound SA(s) moved up, {} Message ID merge(s)\n",
         c.node,
         c.epoch,
         c.records,
@@ -336,5 +336,7 @@ fn cluster_text(c: &ClusterView) -> String {
         k.lease_renewals,
         k.ack_timeouts,
         k.held_datagrams,
+        k.lease_moves,
+        k.message_id_merges,
     )
 }

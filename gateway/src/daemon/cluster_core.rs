@@ -526,6 +526,8 @@ impl Core for ClusterCore {
                 transfers_in: k.transfers_in,
                 lease_renewals: k.lease_renewals,
                 jump_rekeys: k.jump_rekeys,
+                lease_moves: k.lease_moves,
+                message_id_merges: k.message_id_merges,
             },
         })
     }

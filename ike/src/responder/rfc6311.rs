@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use crate::endpoint::outbound::PendingRequest;
 use crate::endpoint::{Effect, Endpoint, SaEvent};
 use crate::sa::IkeSaId;
 use crate::sa::msgid::{MessageIdWindow, RETRANSMIT_TRIES, SyncAttempt};
@@ -310,8 +311,17 @@ impl Endpoint {
     /// Cluster side: another node used IKE SA `id` concurrently (both sides of a
     /// partition owned it) and our copy won. Message IDs it used with the peer must not
     /// be used again (RFC 7296 §2.2), and the peer's requests it answered are behind us:
-    /// both counters move to the larger of the two. Returns whether anything moved.
-    pub fn merge_message_ids(&mut self, id: IkeSaId, other: &MessageIdWindow) -> bool {
+    /// both counters move to the larger of the two. A request of ours in flight under a
+    /// Message ID the other side also used will never be answered (the peer took the
+    /// other one, or ignores ours as an old retransmission): it is withdrawn, and a rekey
+    /// or delete is started again under a fresh Message ID (a liveness check is not: the
+    /// peer answered the other side). Returns whether anything moved.
+    pub fn merge_message_ids(
+        &mut self,
+        now: Instant,
+        id: IkeSaId,
+        other: &MessageIdWindow,
+    ) -> bool {
         let Some(sa) = self.sas.get_mut(&id.0) else {
             return false;
         };
@@ -327,6 +337,37 @@ impl Endpoint {
         let moved = ours > m.our_next_request || other.peer_next_request > m.peer_next_request;
         m.our_next_request = m.our_next_request.max(ours);
         m.peer_next_request = m.peer_next_request.max(other.peer_next_request);
-        moved
+        // Dead: the other side used its Message ID, for another request (the same one,
+        // still in flight on both sides, is alive).
+        let dead = m.outstanding.as_ref().is_some_and(|o| {
+            o.message_id < other.our_next_request
+                && !other
+                    .outstanding
+                    .as_ref()
+                    .is_some_and(|x| x.message_id == o.message_id && x.datagrams == o.datagrams)
+        });
+        if !dead {
+            return moved;
+        }
+        m.outstanding = None;
+        sa.retransmit_at = None;
+        sa.last_heard = now;
+        self.schedule(id.0);
+        match self.pending.remove(&id.0) {
+            Some(PendingRequest::CreateChild { rekey_of, .. }) => {
+                let _ = self.create_child(now, id, rekey_of);
+            }
+            Some(PendingRequest::RekeyIke { .. }) => {
+                let _ = self.rekey_ike(now, id);
+            }
+            Some(PendingRequest::DeleteChild(spi_in)) => {
+                let _ = self.delete_child(now, id, spi_in);
+            }
+            Some(PendingRequest::DeleteIke) => {
+                let _ = self.terminate(now, id);
+            }
+            Some(PendingRequest::Liveness) | None => {}
+        }
+        true
     }
 }
