@@ -387,12 +387,41 @@ pub fn block(
     owned: OwnedRange,
     reqid: u32,
     mode: IpsecMode,
+    addrs: (IpAddr, IpAddr),
+    ts: (&[IpTrafficSelector], &[IpTrafficSelector]),
+) -> Result<(), String> {
+    block_dirs(dp, owned, reqid, mode, addrs, ts, false)
+}
+
+/// [`block`] for the out policies only: a cluster transfer's source stops sending (its
+/// outbound sequence number is then final) while its in and fwd policies keep
+/// delivering what the peer sends until the target has installed.
+pub fn block_outbound(
+    dp: &mut dyn Dataplane,
+    owned: OwnedRange,
+    reqid: u32,
+    mode: IpsecMode,
+    addrs: (IpAddr, IpAddr),
+    ts: (&[IpTrafficSelector], &[IpTrafficSelector]),
+) -> Result<(), String> {
+    block_dirs(dp, owned, reqid, mode, addrs, ts, true)
+}
+
+fn block_dirs(
+    dp: &mut dyn Dataplane,
+    owned: OwnedRange,
+    reqid: u32,
+    mode: IpsecMode,
     (local, remote): (IpAddr, IpAddr),
     (local_ts, remote_ts): (&[IpTrafficSelector], &[IpTrafficSelector]),
+    out_only: bool,
 ) -> Result<(), String> {
     let reqid = kernel_reqid(owned, reqid);
     let sels = selectors(local_ts, remote_ts);
     for mut p in policies(&sels, mode, reqid, local, remote) {
+        if out_only && p.dir != Direction::Out {
+            continue;
+        }
         p.action = PolicyAction::Block;
         p.templates.clear();
         // Upsert (XFRM_MSG_UPDPOLICY inserts or replaces).
