@@ -730,6 +730,16 @@ fn transfer_there_and_back() {
             node_name(from),
             node_name(to)
         );
+        // The nodes' log lines of this transfer, for a finer breakdown (more of them
+        // with RUST_LOG=info,gateway=debug).
+        for i in [from, to] {
+            let log = interop::Responder::log(c.node(i));
+            for l in log.get(marks[i]..).unwrap_or_default().lines() {
+                if l.contains("transfer") || l.contains("Child SA") {
+                    eprintln!("  {}: {l}", node_name(i));
+                }
+            }
+        }
         assert!(
             installed <= removed,
             "the source removed before the target installed"
