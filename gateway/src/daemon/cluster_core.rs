@@ -490,7 +490,18 @@ impl Core for ClusterCore {
                 }
             }
         }
+        let first_new = self.out.len();
         self.pump(now);
+        // A transfer's target: how long the handover record took from its arrival to
+        // installed, to tell this node's work from the replication hop in the logs.
+        let took = now.elapsed().as_micros();
+        for o in self.out.iter_mut().skip(first_new) {
+            if let Output::Event(Event::Cluster { kind, detail, .. }) = o
+                && *kind == "transferred_in"
+            {
+                *detail = format!("{detail} ({took} us after the record arrived)");
+            }
+        }
     }
 
     fn shutdown(&mut self) {
@@ -556,9 +567,16 @@ impl Core for ClusterCore {
         let to = NodeId::new(to).map_err(|e| e.to_string())?;
         let r = self.node.transfer(now, id, &to).map_err(|e| e.to_string());
         self.pump(now);
-        // Cutover (out policies blocked, counters read, record queued) ran in this call
-        // unless a lease renewal comes first.
-        tracing::debug!(sa = %id, us = now.elapsed().as_micros(), "transfer: command executed");
+        // The cutover (out policies blocked, counters read, record queued) ran in this
+        // call unless a lease renewal comes first.
+        let took = now.elapsed().as_micros();
+        for o in &mut self.out {
+            if let Output::Event(Event::Cluster { kind, detail, .. }) = o
+                && *kind == "transfer_handed_over"
+            {
+                *detail = format!("{detail} ({took} us after the command)");
+            }
+        }
         r
     }
 
