@@ -456,3 +456,46 @@ fn transfer_with_a_node_dying_mid_way_ends_with_one_owner() {
         }
     }
 }
+
+/// A renewal the quorum does not grant in time (here: no other node runs) delays the
+/// cutover by the ack timeout at most: then the target gets what is left of the lease
+/// the quorum granted, and nothing more.
+#[test]
+fn transfer_waits_for_a_lease_renewal_only_so_long() {
+    const CHUNK: u64 = 4_096;
+    let mut c = Cluster::new(2, |cfg| cfg.lease_chunk = CHUNK);
+    let p = c.add_peer();
+    let src = c.owners_of_peer(p)[0];
+    let dst = 1 - src;
+    c.traffic(1_500);
+    let gw = c.gw_id(p);
+    let spi_in = c.members[src].node.endpoint().ike_sa(gw).unwrap().children[0].spi_in;
+    let sel = selectors(&c, p);
+    let to = c.members[dst].name.clone();
+    let now = c.now;
+    c.members[src].node.transfer(now, gw, &to).unwrap();
+    c.step(src);
+    assert!(
+        !c.members[src].out_blocked.contains(&sel),
+        "renewing: the source still sends"
+    );
+    let later = now + Duration::from_millis(250);
+    assert!(
+        c.members[src]
+            .node
+            .poll_timeout()
+            .is_some_and(|t| t <= later)
+    );
+    c.now = later;
+    c.members[src].node.handle_timeout(later);
+    c.step(src);
+    assert!(
+        c.members[src].out_blocked.contains(&sel),
+        "no cutover after the timeout"
+    );
+    c.run();
+    assert_eq!(c.owners_of_peer(p), vec![dst]);
+    assert_eq!(c.members[dst].node.granted_lease_end(spi_in), Some(CHUNK));
+    c.traffic(1_000);
+    c.check();
+}

@@ -58,6 +58,9 @@ pub(super) struct Transfer {
     token: Option<Token>,
     /// An operator's transfer (pinned at the target), not drain or rebalancing.
     pinned: bool,
+    /// A lease renewal is waited for until then at most (the SA's IKE datagrams are
+    /// not answered meanwhile); then the target gets what is left.
+    renewal_deadline: Instant,
 }
 
 impl ClusterNode {
@@ -118,6 +121,7 @@ impl ClusterNode {
                 children: Vec::new(),
                 token: None,
                 pinned,
+                renewal_deadline: now + self.cfg.ack_timeout,
             },
         );
         self.advance_transfers(now);
@@ -211,10 +215,13 @@ impl ClusterNode {
     /// After the exact read: a lease that is (nearly) used up all the same (more than
     /// a quarter lease sent since the last checkpoint) is renewed before the handover,
     /// out policy blocked. Returns whether the handover must wait for it.
-    fn renew_before_handover(&mut self, spi: u64) -> bool {
+    fn renew_before_handover(&mut self, now: Instant, spi: u64) -> bool {
         let Some(t) = self.transfers.get(&spi) else {
             return false;
         };
+        if now >= t.renewal_deadline || self.membership.live.len() < self.quorum() {
+            return false;
+        }
         let kids: Vec<(u32, u64)> = t
             .children
             .iter()
@@ -224,15 +231,22 @@ impl ClusterNode {
             })
             .collect();
         let quarter = self.cfg.lease_chunk / 4;
+        let mut wait = false;
         for (spi_in, oseq) in kids {
-            if self.children.get(&spi_in).is_some_and(|c| {
-                c.renewing.is_none() && c.granted_end.saturating_sub(oseq) < quarter
-            }) && self.membership.live.len() >= self.quorum()
-            {
+            let Some(c) = self.children.get(&spi_in) else {
+                continue;
+            };
+            if c.granted_end.saturating_sub(oseq) >= quarter {
+                // Enough left: a renewal still on its way is not waited for (the
+                // target renews on its own when it needs to).
+                continue;
+            }
+            if c.renewing.is_none() {
                 self.start_renewal(spi_in);
             }
+            wait = true;
         }
-        self.renewal_pending(spi)
+        wait
     }
 
     /// Moves every transfer on: cutover once its leases are renewed, handover once its
@@ -251,7 +265,9 @@ impl ClusterNode {
             match t.phase {
                 // Nothing blocked yet: a target that died is simply not used.
                 Phase::Renewing if !live => cancel.push(*spi),
-                Phase::Renewing if !self.renewal_pending(*spi) => cut.push(*spi),
+                Phase::Renewing if now >= t.renewal_deadline || !self.renewal_pending(*spi) => {
+                    cut.push(*spi);
+                }
                 Phase::Renewing => {}
                 Phase::Reading if t.waiting.is_empty() => read.push(*spi),
                 Phase::Reading => {}
@@ -285,7 +301,7 @@ impl ClusterNode {
             }
         }
         for spi in read {
-            if !self.renew_before_handover(spi) {
+            if !self.renew_before_handover(now, spi) {
                 self.hand_over(now, spi);
             }
         }
@@ -384,6 +400,17 @@ impl ClusterNode {
             // live members takes the SA, as after any death (maybe this node).
             self.take_over_orphans(now);
         }
+    }
+
+    /// When a transfer waiting for a lease renewal gives up waiting.
+    pub(super) fn transfer_timeout(&self) -> Option<Instant> {
+        self.transfers
+            .values()
+            .filter(|t| {
+                t.phase == Phase::Renewing || (t.phase == Phase::Reading && t.waiting.is_empty())
+            })
+            .map(|t| t.renewal_deadline)
+            .min()
     }
 
     /// Drops a transfer out of `spi` (its target died and the SA comes back to us);
