@@ -692,7 +692,14 @@ fn transfer_there_and_back() {
     let capture = interop::Capture::start(&c.topo.clients[0], c.dir.path(), "client0", "eth0")
         .expect("tcpdump");
     let spi0 = views[0].initiator_spi.clone();
-    for round in 0..2 {
+    // More transfers (an even number ends where it started) for timing samples.
+    let rounds: usize = std::env::var("BATON_TRANSFER_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
+    let mut samples = Vec::new();
+    let origin = c.wait_single_holder(&spi0, "the owner").0;
+    for round in 0..rounds {
         let (from, g) = c.wait_single_holder(&spi0, "the owner");
         let to = 1 - from;
         let before = only(&c.clients[0].list_sas().expect("list-sas"));
@@ -725,10 +732,27 @@ fn transfer_there_and_back() {
         let handed = step(from, "\"transfer_handed_over\"");
         let installed = step(to, "\"transferred_in\"");
         let removed = step(from, "\"transferred_out\"");
+        // batond's own measures: the cutover's time after the command, the target's
+        // time from the record's arrival to installed.
+        let work = |i: usize, what: &str| {
+            let log = interop::Responder::log(c.node(i));
+            log.get(marks[i]..)
+                .unwrap_or_default()
+                .lines()
+                .find(|l| l.contains(what))
+                .and_then(|l| l.rsplit_once(" us after"))
+                .and_then(|(head, _)| head.rsplit_once('(')?.1.parse::<f64>().ok())
+                .map_or(f64::NAN, |us| us / 1e3)
+        };
+        let (cut_ms, target_ms) = (
+            work(from, "\"transfer_handed_over\""),
+            work(to, "\"transferred_in\""),
+        );
         eprintln!(
-            "transfer {round} {} -> {}: from the command (ikectl started) to: source cutover done {cutover:.1} ms, handed over {handed:.1} ms, target installed {installed:.1} ms, source removed {removed:.1} ms",
+            "transfer {round} {} -> {}: from the command (ikectl started) to: source cutover done {cutover:.1} ms (the cutover itself {cut_ms:.2} ms), handed over {handed:.1} ms, record at the target {:.1} ms, target installed {installed:.1} ms (its part {target_ms:.2} ms), source removed {removed:.1} ms",
             node_name(from),
-            node_name(to)
+            node_name(to),
+            installed - target_ms
         );
         // The nodes' log lines of this transfer, for a finer breakdown (more of them
         // with RUST_LOG=info,gateway=debug).
@@ -740,6 +764,14 @@ fn transfer_there_and_back() {
                 }
             }
         }
+        samples.push([
+            cutover,
+            cut_ms,
+            installed - target_ms,
+            target_ms,
+            installed,
+            removed,
+        ]);
         assert!(
             installed <= removed,
             "the source removed before the target installed"
@@ -781,9 +813,34 @@ fn transfer_there_and_back() {
             interop::checks::views_agree(&after, &g).map_err(|e| e.to_string())
         });
     }
+    let median = |k: usize| {
+        let mut v: Vec<f64> = samples.iter().map(|s: &[f64; 6]| s[k]).collect();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    eprintln!(
+        "{rounds} transfers, medians: from the command (ikectl started) to the source's cutover done {:.2} ms (the cutover itself {:.2} ms), to the record at the target {:.2} ms, to the target installed {:.2} ms (its part {:.2} ms), to the source removed {:.2} ms",
+        median(0),
+        median(1),
+        median(2),
+        median(4),
+        median(3),
+        median(5)
+    );
     for i in 0..2 {
-        assert_eq!(c.counter(i, "transfers_in"), 1, "{}", node_name(i));
-        assert_eq!(c.counter(i, "transfers_out"), 1, "{}", node_name(i));
+        // Transfers alternate: the node that held the SA first sends on even rounds.
+        let (outs, ins) = if i == origin {
+            (rounds.div_ceil(2), rounds / 2)
+        } else {
+            (rounds / 2, rounds.div_ceil(2))
+        };
+        assert_eq!(c.counter(i, "transfers_in"), ins as u64, "{}", node_name(i));
+        assert_eq!(
+            c.counter(i, "transfers_out"),
+            outs as u64,
+            "{}",
+            node_name(i)
+        );
         assert_eq!(c.counter(i, "takeovers"), 0, "{}", node_name(i));
     }
     let wire = capture.finish().expect("capture");
