@@ -5,8 +5,8 @@ mod sa_common;
 
 use std::time::Duration;
 
-use cluster::sa::ClusterEvent;
-use sa_common::Cluster;
+use cluster::sa::{ClusterEffect, ClusterEvent};
+use sa_common::{Cluster, Pol};
 use xfrm::{Dataplane, SaId, Spi};
 
 /// Highest outbound sequence number sent and packets sent on the SAs toward `ip`.
@@ -198,4 +198,304 @@ fn transfer_hands_over_the_granted_lease_only() {
     assert!(c.wire.reused().is_empty(), "reused: {:?}", c.wire.reused());
     c.check();
     assert!(c.liveness_ok(p));
+}
+
+/// The selectors of peer `p`'s first Child SA, as the gateway sees them.
+fn selectors(c: &Cluster, p: usize) -> sa_common::Selectors {
+    let sa = c.peers[p].ep.ike_sa(c.peers[p].id.unwrap()).unwrap();
+    let ch = &sa.children[0];
+    (ch.remote_ts.clone(), ch.local_ts.clone())
+}
+
+/// (inbound SA at the gateways, outbound SA toward the peer) of peer `p`'s first Child SA.
+fn child_sas(c: &Cluster, p: usize) -> (SaId, SaId) {
+    let sa = c.peers[p].ep.ike_sa(c.peers[p].id.unwrap()).unwrap();
+    let ch = &sa.children[0];
+    let vip = sa_common::VIP.parse::<std::net::SocketAddr>().unwrap().ip();
+    // The peer's outbound SPI is the gateway's inbound one.
+    (
+        SaId::esp(vip, Spi(ch.spi_out)),
+        SaId::esp(c.peers[p].addr.ip(), Spi(ch.spi_in)),
+    )
+}
+
+/// Position in the trace of the first effect of node `i` that `f` matches.
+fn first(c: &Cluster, i: usize, f: impl Fn(&ClusterEffect) -> bool) -> Option<usize> {
+    c.trace
+        .as_ref()
+        .unwrap()
+        .iter()
+        .position(|(n, e)| *n == i && f(e))
+}
+
+/// Make-before-break for inbound traffic, step by step: after the source's cutover its
+/// out policy is blocked but its inbound SA and in policy still deliver; the target
+/// installs with the source's exact final outbound sequence number (its first packet
+/// is that + 1) while the source still delivers (a bounded duplicate window, both
+/// nodes deliver); the target's ack makes the source block and remove. No peer packet
+/// is lost at any step, and no (SPI, sequence number) pair is sent twice.
+///
+/// Before (break-before-make): the source blocked in, out and fwd at the cutover and
+/// the packets sent before the target installed were delivered by no node.
+#[test]
+fn transfer_is_make_before_break_for_inbound() {
+    let mut c = Cluster::new(2, |_| {});
+    let p = c.add_peer();
+    c.traffic(500);
+    let src = c.owners_of_peer(p)[0];
+    let dst = 1 - src;
+    let gw = c.gw_id(p);
+    let sel = selectors(&c, p);
+    let (sa_in, sa_out) = child_sas(&c, p);
+    c.inbound_lost = 0;
+    c.inbound_dup = 0;
+    let to = c.members[dst].name.clone();
+    let now = c.now;
+    c.members[src].node.transfer(now, gw, &to).unwrap();
+
+    // 1. The source alone: cutover and handover; the record waits in the target's inbox.
+    c.step(src);
+    let s = &mut c.members[src];
+    assert!(s.out_blocked.contains(&sel), "out policy not blocked");
+    assert!(
+        matches!(s.policies.get(&sel), Some(Pol::Ipsec(_))),
+        "in/fwd policies must stay IPsec until the target installed: {:?}",
+        s.policies.get(&sel)
+    );
+    assert!(s.dp.get_sa(&sa_in).is_ok(), "inbound SA removed too early");
+    let final_oseq = s.dp.get_replay_state(&sa_out).unwrap().oseq;
+    assert_eq!(final_oseq, 500);
+    assert!(c.members[dst].dp.get_sa(&sa_out).is_err());
+    c.send_traffic(100);
+    assert_eq!(c.inbound_lost, 0, "the source must still deliver");
+    assert_eq!(c.inbound_dup, 0);
+    assert_eq!(c.wire.sent_count(&sa_out), 500, "nobody sends meanwhile");
+
+    // 2. The target alone: it installs; its ack waits in the source's inbox.
+    c.step(dst);
+    let t = &mut c.members[dst];
+    assert!(matches!(t.policies.get(&sel), Some(Pol::Ipsec(_))));
+    assert_eq!(
+        t.dp.get_replay_state(&sa_out).unwrap().oseq,
+        final_oseq,
+        "the target's first outbound sequence number must be the source's final + 1"
+    );
+    assert_eq!(t.dp.get_replay_state(&sa_in).unwrap().seq, 500);
+    assert!(c.members[src].dp.get_sa(&sa_in).is_ok());
+    c.send_traffic(100);
+    assert_eq!(c.inbound_lost, 0);
+    assert_eq!(c.inbound_dup, 100, "the overlap: both nodes deliver");
+
+    // 3. The ack: the source blocks everything and removes its SAs.
+    c.run();
+    let s = &mut c.members[src];
+    assert_eq!(s.policies.get(&sel), Some(&Pol::Block));
+    assert!(s.dp.get_sa(&sa_in).is_err() && s.dp.get_sa(&sa_out).is_err());
+    c.send_traffic(100);
+    c.run();
+    assert_eq!((c.inbound_lost, c.inbound_dup), (0, 100));
+    assert_eq!(c.owners_of_peer(p), vec![dst]);
+    // 500 by the source, 501..=700 by the target: exactly once each.
+    assert_eq!(c.wire.sent_count(&sa_out), 700);
+    assert_eq!(
+        c.members[dst].dp.get_replay_state(&sa_out).unwrap().oseq,
+        700
+    );
+    assert_eq!(c.members[dst].dp.get_replay_state(&sa_in).unwrap().seq, 800);
+    c.check();
+    assert!(c.liveness_ok(p));
+    assert!(c.child_rekey_ok(p));
+    c.check();
+}
+
+/// The order of the data-plane effects of a transfer left to run on its own, there and
+/// back: the source blocks its out policy before it reads its outbound counter, and
+/// neither blocks its in/fwd policies nor removes its SAs before the target installed.
+#[test]
+fn transfer_effects_are_ordered() {
+    let mut c = Cluster::new(2, |_| {});
+    let p = c.add_peer();
+    c.traffic(300);
+    let gw = c.gw_id(p);
+    let (sa_in, sa_out) = child_sas(&c, p);
+    let a = c.owners_of_peer(p)[0];
+    let mut sent = 300;
+    for (src, dst) in [(a, 1 - a), (1 - a, a)] {
+        c.trace = Some(Vec::new());
+        let to = c.members[dst].name.clone();
+        let now = c.now;
+        c.members[src].node.transfer(now, gw, &to).unwrap();
+        c.run();
+        assert_eq!(c.owners_of_peer(p), vec![dst]);
+        let block_out = first(
+            &c,
+            src,
+            |e| matches!(e, ClusterEffect::BlockOutbound(b) if b.ike_sa == gw),
+        )
+        .expect("no out-only block");
+        let read_out = first(
+            &c,
+            src,
+            |e| matches!(e, ClusterEffect::ReadReplayState { spi, .. } if *spi == sa_out.spi.0),
+        )
+        .expect("no outbound read");
+        assert!(
+            block_out < read_out,
+            "outbound counter read before the block"
+        );
+        let installed = first(
+            &c,
+            dst,
+            |e| matches!(e, ClusterEffect::InstallChild(ci) if ci.child.inbound.spi == sa_in.spi.0),
+        )
+        .expect("target never installed");
+        let block_all = first(
+            &c,
+            src,
+            |e| matches!(e, ClusterEffect::BlockPolicies(b) if b.ike_sa == gw),
+        )
+        .expect("source never blocked in/fwd");
+        let deleted = first(&c, src, |e| {
+            matches!(e, ClusterEffect::Ike(ike::endpoint::Effect::DeleteChild(d)) if d.spi_in == sa_in.spi.0)
+        })
+        .expect("source never removed its SAs");
+        assert!(
+            installed < block_all && block_all < deleted,
+            "install {installed}, source block {block_all}, source delete {deleted}"
+        );
+        assert!(
+            c.members[src]
+                .events
+                .iter()
+                .any(|e| matches!(e, ClusterEvent::TransferHandedOver { id, .. } if *id == gw))
+        );
+        c.traffic(100);
+        sent += 100;
+        assert_eq!(c.wire.sent_count(&sa_out), sent);
+        c.check();
+    }
+}
+
+/// A lease with little left is renewed (with the quorum) before the out policy is
+/// blocked, not while traffic waits: the renewal's kernel update comes before the
+/// out-only block, and the target continues in the renewed lease.
+#[test]
+fn short_lease_is_renewed_before_the_cutover() {
+    const CHUNK: u64 = 4_096;
+    let mut c = Cluster::new(2, |cfg| cfg.lease_chunk = CHUNK);
+    let p = c.add_peer();
+    let src = c.owners_of_peer(p)[0];
+    let dst = 1 - src;
+    // Past a quarter of the lease (less than three quarters left), before the
+    // renewal at half of it.
+    c.traffic(1_500);
+    let gw = c.gw_id(p);
+    let spi_in = c.members[src].node.endpoint().ike_sa(gw).unwrap().children[0].spi_in;
+    assert_eq!(c.members[src].node.granted_lease_end(spi_in), Some(CHUNK));
+    assert_eq!(c.members[src].node.counters().lease_renewals, 0);
+    c.trace = Some(Vec::new());
+    let to = c.members[dst].name.clone();
+    let now = c.now;
+    c.members[src].node.transfer(now, gw, &to).unwrap();
+    c.run();
+    assert_eq!(c.owners_of_peer(p), vec![dst]);
+    let renewed = first(&c, src, |e| {
+        matches!(e, ClusterEffect::UpdateOutboundLease { .. })
+    })
+    .expect("no renewal");
+    let block_out = first(&c, src, |e| matches!(e, ClusterEffect::BlockOutbound(_))).unwrap();
+    assert!(renewed < block_out);
+    assert_eq!(
+        c.members[dst].node.granted_lease_end(spi_in),
+        Some(2 * CHUNK)
+    );
+    c.traffic(1_000);
+    c.check();
+}
+
+/// The target dies in the middle of a transfer (before the source's cutover ran, or
+/// after its handover, before the target acked): the transfer still ends with exactly
+/// one owner, traffic goes on with no (SPI, sequence number) pair used twice, and a
+/// source that is not the new owner no longer holds or delivers the Child SA.
+#[test]
+fn transfer_with_a_node_dying_mid_way_ends_with_one_owner() {
+    for nodes in [2, 3] {
+        for after_handover in [false, true] {
+            let mut c = Cluster::new(nodes, |_| {});
+            let p = c.add_peer();
+            c.traffic(200);
+            let src = c.owners_of_peer(p)[0];
+            let dst = (src + 1) % nodes;
+            let gw = c.gw_id(p);
+            let sel = selectors(&c, p);
+            let (sa_in, _) = child_sas(&c, p);
+            let to = c.members[dst].name.clone();
+            let now = c.now;
+            c.members[src].node.transfer(now, gw, &to).unwrap();
+            if after_handover {
+                c.step(src);
+            }
+            c.kill(dst);
+            c.advance(Duration::from_millis(500));
+            let case = format!("{nodes} nodes, killed after the handover: {after_handover}");
+            let owners = c.owners_of_peer(p);
+            assert_eq!(owners.len(), 1, "{case}: owners {owners:?}");
+            let owner = owners[0];
+            assert_ne!(owner, dst);
+            if owner != src {
+                let s = &mut c.members[src];
+                assert!(s.dp.get_sa(&sa_in).is_err(), "{case}: source kept its SA");
+                assert_eq!(s.policies.get(&sel), Some(&Pol::Block), "{case}");
+            }
+            c.inbound_lost = 0;
+            c.traffic(200);
+            assert_eq!(c.inbound_lost, 0, "{case}");
+            assert!(c.liveness_ok(p), "{case}");
+            c.traffic(100);
+            c.check();
+        }
+    }
+}
+
+/// A renewal the quorum does not grant in time (here: no other node runs) delays the
+/// cutover by the ack timeout at most: then the target gets what is left of the lease
+/// the quorum granted, and nothing more.
+#[test]
+fn transfer_waits_for_a_lease_renewal_only_so_long() {
+    const CHUNK: u64 = 4_096;
+    let mut c = Cluster::new(2, |cfg| cfg.lease_chunk = CHUNK);
+    let p = c.add_peer();
+    let src = c.owners_of_peer(p)[0];
+    let dst = 1 - src;
+    c.traffic(1_500);
+    let gw = c.gw_id(p);
+    let spi_in = c.members[src].node.endpoint().ike_sa(gw).unwrap().children[0].spi_in;
+    let sel = selectors(&c, p);
+    let to = c.members[dst].name.clone();
+    let now = c.now;
+    c.members[src].node.transfer(now, gw, &to).unwrap();
+    c.step(src);
+    assert!(
+        !c.members[src].out_blocked.contains(&sel),
+        "renewing: the source still sends"
+    );
+    let later = now + Duration::from_millis(250);
+    assert!(
+        c.members[src]
+            .node
+            .poll_timeout()
+            .is_some_and(|t| t <= later)
+    );
+    c.now = later;
+    c.members[src].node.handle_timeout(later);
+    c.step(src);
+    assert!(
+        c.members[src].out_blocked.contains(&sel),
+        "no cutover after the timeout"
+    );
+    c.run();
+    assert_eq!(c.owners_of_peer(p), vec![dst]);
+    assert_eq!(c.members[dst].node.granted_lease_end(spi_in), Some(CHUNK));
+    c.traffic(1_000);
+    c.check();
 }

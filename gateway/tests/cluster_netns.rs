@@ -749,3 +749,217 @@ fn partition_heals_and_every_tunnel_goes_on() {
     let wire = capture.finish().expect("capture");
     check_wire(&wire, 0);
 }
+
+/// Seconds since the Unix epoch of a batond log line's leading timestamp
+/// (`2026-11-21T11:09:06.123456Z`, tracing's default format), if it has one.
+fn log_time(line: &str) -> Option<f64> {
+    let ts = line.split_whitespace().next()?.strip_suffix('Z')?;
+    let (date, time) = ts.split_once('T')?;
+    let d: Vec<i64> = date
+        .split('-')
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    let (h, rest) = time.split_once(':')?;
+    let (m, s) = rest.split_once(':')?;
+    let [y, mo, day] = d.as_slice() else {
+        return None;
+    };
+    // Days from the civil date (proleptic Gregorian calendar).
+    let (y, mo) = if *mo <= 2 {
+        (y - 1, mo + 9)
+    } else {
+        (*y, mo - 3)
+    };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * mo + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + h.parse::<i64>().ok()? * 3_600 + m.parse::<i64>().ok()? * 60;
+    Some(secs as f64 + s.parse::<f64>().ok()?)
+}
+
+/// The time of the first line of node `i`'s log after byte `mark` containing `what`.
+fn logged_at(c: &Cluster, i: usize, mark: usize, what: &str) -> Option<f64> {
+    let log = interop::Responder::log(c.node(i));
+    log.get(mark..)?
+        .lines()
+        .find(|l| l.contains(what))
+        .and_then(log_time)
+}
+
+/// `ikectl transfer` moves strongSwan's live IKE SA to the other node and back
+/// (RFC 6311 is not needed: the handed-over record has the exact Message IDs and
+/// counters). Each time: the target lists the SA as its own and the source no longer
+/// does; strongSwan keeps the very same IKE SA (same SPIs, no new IKE_SA_INIT on the
+/// wire); its liveness checks (DPD) and a Child SA rekey go through the new owner.
+/// Prints, per transfer, the time from the command to each step in the nodes' logs.
+#[test]
+fn transfer_there_and_back() {
+    if udp_probe_if_asked() {
+        return;
+    }
+    prerequisites();
+    let c = Cluster::start(2, 1, "ack", CHARON_EXTRA);
+    let views = connect_all(&c);
+    let capture = interop::Capture::start(&c.topo.clients[0], c.dir.path(), "client0", "eth0")
+        .expect("tcpdump");
+    let spi0 = views[0].initiator_spi.clone();
+    // More transfers (an even number ends where it started) for timing samples.
+    let rounds: usize = std::env::var("BATON_TRANSFER_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
+    let mut samples = Vec::new();
+    let origin = c.wait_single_holder(&spi0, "the owner").0;
+    for round in 0..rounds {
+        let (from, g) = c.wait_single_holder(&spi0, "the owner");
+        let to = 1 - from;
+        let before = only(&c.clients[0].list_sas().expect("list-sas"));
+        let marks: Vec<usize> = (0..2)
+            .map(|i| interop::Responder::log(c.node(i)).len())
+            .collect();
+        let t0 = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs_f64();
+        let answer = c
+            .node(from)
+            .ikectl(&["transfer", &g.uniqueid, "--to", &node_name(to)])
+            .unwrap_or_else(|e| panic!("ikectl transfer: {e}\n{}", c.logs()));
+        let (h, g2) = c.wait_single_holder(&spi0, "the target to hold the SA alone");
+        assert_eq!(h, to, "{answer}\n{}", c.logs());
+        assert_eq!(c.owner_field(to, &spi0), node_name(to));
+        assert_eq!(g2.uniqueid, g.uniqueid, "ikectl id changed");
+        // Every step is logged (the target's after its installs, the source's removal
+        // after the target's ack).
+        let step = |i: usize, what: &str| {
+            let mut t = None;
+            cluster::wait_until(WAIT, &format!("{} to log {what}", node_name(i)), || {
+                t = logged_at(&c, i, marks[i], what);
+                t.map(|_| ()).ok_or_else(|| "not yet".to_owned())
+            });
+            (t.unwrap_or(t0) - t0) * 1e3
+        };
+        let cutover = step(from, "transfer requested by the operator");
+        let handed = step(from, "\"transfer_handed_over\"");
+        let installed = step(to, "\"transferred_in\"");
+        let removed = step(from, "\"transferred_out\"");
+        // batond's own measures: the cutover's time after the command, the target's
+        // time from the record's arrival to installed.
+        let work = |i: usize, what: &str| {
+            let log = interop::Responder::log(c.node(i));
+            log.get(marks[i]..)
+                .unwrap_or_default()
+                .lines()
+                .find(|l| l.contains(what))
+                .and_then(|l| l.rsplit_once(" us after"))
+                .and_then(|(head, _)| head.rsplit_once('(')?.1.parse::<f64>().ok())
+                .map_or(f64::NAN, |us| us / 1e3)
+        };
+        let (cut_ms, target_ms) = (
+            work(from, "\"transfer_handed_over\""),
+            work(to, "\"transferred_in\""),
+        );
+        eprintln!(
+            "transfer {round} {} -> {}: from the command (ikectl started) to: source cutover done {cutover:.1} ms (the cutover itself {cut_ms:.2} ms), handed over {handed:.1} ms, record at the target {:.1} ms, target installed {installed:.1} ms (its part {target_ms:.2} ms), source removed {removed:.1} ms",
+            node_name(from),
+            node_name(to),
+            installed - target_ms
+        );
+        // The nodes' log lines of this transfer, for a finer breakdown (more of them
+        // with RUST_LOG=info,gateway=debug).
+        for i in [from, to] {
+            let log = interop::Responder::log(c.node(i));
+            for l in log.get(marks[i]..).unwrap_or_default().lines() {
+                if l.contains("transfer") || l.contains("Child SA") {
+                    eprintln!("  {}: {l}", node_name(i));
+                }
+            }
+        }
+        samples.push([
+            cutover,
+            cut_ms,
+            installed - target_ms,
+            target_ms,
+            installed,
+            removed,
+        ]);
+        assert!(
+            installed <= removed,
+            "the source removed before the target installed"
+        );
+        let now = only(&c.clients[0].list_sas().expect("list-sas"));
+        assert_eq!(
+            (&now.uniqueid, &now.initiator_spi, &now.responder_spi),
+            (
+                &before.uniqueid,
+                &before.initiator_spi,
+                &before.responder_spi
+            ),
+            "strongSwan's IKE SA changed\n{}",
+            c.logs()
+        );
+        interop::checks::views_agree(&now, &g2).unwrap_or_else(|e| panic!("{e}"));
+        // DPD (every 2 s) and a Child SA rekey through the new owner.
+        let mark = c.clients[0].log().len();
+        interop::wait_for(WAIT, "a liveness check answered by the new owner", || {
+            Ok((informational_responses_since(&c.clients[0], mark) >= 1).then_some(()))
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+        let old_in = installed_spi_in(&now);
+        c.clients[0].rekey_child("net").expect("rekey child");
+        let after = c.clients[0]
+            .wait_for_sas(WAIT, "a new Child SA", |sas| {
+                sas.len() == 1
+                    && interop::checks::installed_children(&sas[0]).len() == 1
+                    && installed_spi_in(&sas[0]) != old_in
+            })
+            .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+        let after = only(&after);
+        assert_eq!(after.uniqueid, before.uniqueid);
+        cluster::wait_until(WAIT, "the new owner to list the new Child SA", || {
+            let (h, g) = c.wait_single_holder(&spi0, "one holder");
+            if h != to {
+                return Err(format!("held by {}", node_name(h)));
+            }
+            interop::checks::views_agree(&after, &g).map_err(|e| e.to_string())
+        });
+    }
+    let median = |k: usize| {
+        let mut v: Vec<f64> = samples.iter().map(|s: &[f64; 6]| s[k]).collect();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    eprintln!(
+        "{rounds} transfers, medians: from the command (ikectl started) to the source's cutover done {:.2} ms (the cutover itself {:.2} ms), to the record at the target {:.2} ms, to the target installed {:.2} ms (its part {:.2} ms), to the source removed {:.2} ms",
+        median(0),
+        median(1),
+        median(2),
+        median(4),
+        median(3),
+        median(5)
+    );
+    for i in 0..2 {
+        // Transfers alternate: the node that held the SA first sends on even rounds.
+        let (outs, ins) = if i == origin {
+            (rounds.div_ceil(2), rounds / 2)
+        } else {
+            (rounds / 2, rounds.div_ceil(2))
+        };
+        assert_eq!(c.counter(i, "transfers_in"), ins as u64, "{}", node_name(i));
+        assert_eq!(
+            c.counter(i, "transfers_out"),
+            outs as u64,
+            "{}",
+            node_name(i)
+        );
+        assert_eq!(c.counter(i, "takeovers"), 0, "{}", node_name(i));
+    }
+    let wire = capture.finish().expect("capture");
+    let inits = wire
+        .iter()
+        .filter(|d| d.exchange_type() == Some(34))
+        .count();
+    assert_eq!(inits, 0, "new IKE_SA_INIT during the transfers");
+}

@@ -173,6 +173,10 @@ pub enum ClusterEffect {
     InstallChild(Box<ClusterInstall>),
     /// Replace the IPsec policies of a Child SA with block policies.
     BlockPolicies(Box<BlockPolicies>),
+    /// Replace only the OUT policies of a Child SA with block policies, leaving its in
+    /// and fwd policies (a transfer's source: it stops sending, so the outbound counter
+    /// it reads next is final, and keeps receiving until the target has installed).
+    BlockOutbound(Box<BlockPolicies>),
     /// Remove the block policies of a Child SA that is gone (its record was deleted
     /// by its owner); policies this node's own Child SAs use are never named here.
     RemoveBlockPolicies(Box<BlockPolicies>),
@@ -232,12 +236,22 @@ pub enum ClusterEvent {
         /// The previous owner.
         from: NodeId,
     },
-    /// An IKE SA was handed to us by a transfer.
+    /// An IKE SA was handed to us by a transfer (its Child SAs are installed).
     TransferredIn {
         /// Which.
         id: IkeSaId,
     },
-    /// An IKE SA we owned was handed to another node.
+    /// A transfer out handed IKE SA `id` over: our out policies are blocked, the exact
+    /// counters are read and the record naming `to` is published; our inbound SAs
+    /// deliver until `to` acks it ([`ClusterEvent::TransferredOut`]).
+    TransferHandedOver {
+        /// Which.
+        id: IkeSaId,
+        /// The target.
+        to: NodeId,
+    },
+    /// An IKE SA we owned was handed to another node, which acked the handover (it
+    /// has installed): our Child SAs are removed.
     TransferredOut {
         /// Which.
         id: IkeSaId,

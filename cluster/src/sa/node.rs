@@ -503,10 +503,16 @@ impl ClusterNode {
         let transfer = self
             .transfer_next
             .filter(|_| !self.transfer_queue.is_empty());
-        [self.endpoint.poll_timeout(), held, sync, transfer]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.endpoint.poll_timeout(),
+            held,
+            sync,
+            transfer,
+            self.transfer_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     // ----- internals ------------------------------------------------------------------

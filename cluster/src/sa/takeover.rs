@@ -159,8 +159,6 @@ impl ClusterNode {
             if rec.pinned {
                 self.pinned.insert(spi);
             }
-            self.effects
-                .push_back(ClusterEffect::Event(ClusterEvent::TransferredIn { id }));
         } else {
             self.counters.takeovers += 1;
             self.effects
@@ -207,6 +205,12 @@ impl ClusterNode {
         self.unblock_sa(spi);
         // Its Child SAs are ours now (their leases stay known through `children`).
         self.set_record_kids(spi, Vec::new());
+        if transfer {
+            // After the installs: the source removes its inbound SAs once we ack the
+            // record, and our ack leaves after these effects.
+            self.effects
+                .push_back(ClusterEffect::Event(ClusterEvent::TransferredIn { id }));
+        }
         // What nodes that owned it during a partition did with it.
         self.merge_left_facts(now, spi);
     }

@@ -1,5 +1,20 @@
 //! Transfer of a live IKE SA to another node with exact counters, drain, rebalancing
 //! on join, and the `ikectl cluster` status.
+//!
+//! A transfer is make-before-break for inbound traffic and as short as the replication
+//! hop allows for outbound traffic (docs/architecture.md, "Transfer, drain, join"):
+//!
+//! 1. Renewing (only if the lease has little left): the outbound lease is renewed with
+//!    the quorum first, while traffic still flows here, so that the target never starts
+//!    on a lease it would have to renew before its first packets.
+//! 2. Cutover: only the OUT policies go to block (we stop sending; the outbound counter
+//!    read next is final), and the exact replay states are read (XFRM_MSG_GETAE). The
+//!    record naming the target, with the counters, is published at once.
+//! 3. Overlap: our inbound SAs and in/fwd policies keep delivering until the target acks
+//!    the record. The target acks only after its installs (its effects run before its
+//!    replication messages leave), so no inbound packet is lost; one arriving meanwhile
+//!    may be delivered by both nodes (the bounded duplicate window).
+//! 4. The ack: our in/fwd policies go to block and our Child SAs are removed.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -16,26 +31,44 @@ use super::{
 };
 use crate::replog::Token;
 
+/// Where a transfer out stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Renewing an outbound lease with little left first; nothing blocked yet.
+    Renewing,
+    /// The out policies are blocked; the replay states are being read.
+    Reading,
+    /// The record naming the target is published; our inbound SAs and in/fwd policies
+    /// deliver until the target acks it.
+    HandedOver,
+}
+
 /// A transfer out in progress.
 #[derive(Debug)]
 pub(super) struct Transfer {
     to: NodeId,
+    phase: Phase,
     /// SPIs (inbound and outbound of every Child SA) whose replay state is awaited.
     waiting: Vec<u32>,
     states: HashMap<u32, ReplayState>,
-    /// Child SA deletes to run once the target acked.
-    deletes: Vec<ChildDelete>,
+    /// Per Child SA: its policies (all to block once the target acked) and the delete
+    /// of its SAs that follows.
+    children: Vec<(BlockPolicies, ChildDelete)>,
     /// Set when the record naming the target is published.
     token: Option<Token>,
     /// An operator's transfer (pinned at the target), not drain or rebalancing.
     pinned: bool,
+    /// A lease renewal is waited for until then at most (the SA's IKE datagrams are
+    /// not answered meanwhile); then the target gets what is left.
+    renewal_deadline: Instant,
 }
 
 impl ClusterNode {
-    /// Moves owned IKE SA `id` to live node `to` with exact counters: its policies go to
-    /// block, the exact replay states are read (answers via
+    /// Moves owned IKE SA `id` to live node `to` with exact counters: its out policies
+    /// go to block, the exact replay states are read (answers via
     /// [`ClusterNode::handle_replay_state`]), the record names `to`, and once `to` acked
-    /// it our Child SAs are removed. No RFC 6311 is needed: the Message IDs are exact.
+    /// it (it has installed) our in/fwd policies go to block and our Child SAs are
+    /// removed. No RFC 6311 is needed: the Message IDs are exact.
     ///
     /// This is the operator's transfer: the SA stays on `to` when nodes join later
     /// (rebalancing leaves it alone); drain still moves it.
@@ -59,20 +92,55 @@ impl ClusterNode {
         if self.transfers.contains_key(&id.0) {
             return Err(CommandError::Busy(id));
         }
-        let Some(sa) = self.endpoint.ike_sa(id).cloned() else {
+        let Some(sa) = self.endpoint.ike_sa(id) else {
             return Err(CommandError::NotOwned(id));
         };
-        let mut t = Transfer {
-            to: to.clone(),
-            waiting: Vec::new(),
-            states: HashMap::new(),
-            deletes: Vec::new(),
-            token: None,
-            pinned,
+        let kids: Vec<u32> = sa.children.iter().map(|c| c.spi_in).collect();
+        // The target continues in our lease and must never send past what the quorum
+        // granted. A lease with little left is renewed now, while we still send: not
+        // while the out policy is blocked. The last checkpoint may be behind by up to a
+        // quarter lease (the replay event threshold), hence three quarters.
+        let chunk = self.cfg.lease_chunk;
+        let short = |c: &super::node::OwnedChild| {
+            c.granted_end.saturating_sub(c.rec.oseq) < chunk / 2 + chunk / 4
         };
+        if self.membership.live.len() >= self.quorum() {
+            for spi_in in kids {
+                if self.children.get(&spi_in).is_some_and(short) {
+                    self.start_renewal(spi_in);
+                }
+            }
+        }
+        self.transfers.insert(
+            id.0,
+            Transfer {
+                to: to.clone(),
+                phase: Phase::Renewing,
+                waiting: Vec::new(),
+                states: HashMap::new(),
+                children: Vec::new(),
+                token: None,
+                pinned,
+                renewal_deadline: now + self.cfg.ack_timeout,
+            },
+        );
+        self.advance_transfers(now);
+        Ok(())
+    }
+
+    /// Cutover: blocks the out policy of every Child SA of `spi` (we stop sending, so
+    /// the outbound counter read next is final) and reads the replay states. The
+    /// inbound SAs and the in/fwd policies stay: we keep delivering until the target
+    /// has installed.
+    fn cut_over(&mut self, spi: u64) {
+        let id = IkeSaId(spi);
+        let Some(sa) = self.endpoint.ike_sa(id).cloned() else {
+            self.transfers.remove(&spi);
+            return;
+        };
+        let mut children = Vec::with_capacity(sa.children.len());
+        let mut waiting = Vec::with_capacity(2 * sa.children.len());
         for c in &sa.children {
-            // Stop sending first (block policy), then read: the outbound counter read is
-            // then final. Tracked like a standby's (the SA will be another node's).
             let bp = BlockPolicies {
                 ike_sa: id,
                 reqid: c.reqid,
@@ -82,32 +150,40 @@ impl ClusterNode {
                 local_ts: c.local_ts.clone(),
                 remote_ts: c.remote_ts.clone(),
             };
+            // Tracked like a standby's from now on (the SA will be another node's); the
+            // data plane is asked below, per direction.
             self.register_block(&bp);
+            // Stop sending first, then read: the outbound counter is then final.
             self.effects
-                .push_back(ClusterEffect::BlockPolicies(Box::new(bp)));
-            for (spi, dst) in [
-                (c.spi_in, sa.local_addr.ip()),
+                .push_back(ClusterEffect::BlockOutbound(Box::new(bp.clone())));
+            for (s, dst) in [
                 (c.spi_out, sa.remote_addr.ip()),
+                (c.spi_in, sa.local_addr.ip()),
             ] {
-                t.waiting.push(spi);
+                waiting.push(s);
                 self.effects
-                    .push_back(ClusterEffect::ReadReplayState { spi, dst });
+                    .push_back(ClusterEffect::ReadReplayState { spi: s, dst });
             }
-            t.deletes.push(ChildDelete {
-                ike_sa: id,
-                reqid: c.reqid,
-                spi_in: c.spi_in,
-                spi_out: c.spi_out,
-                local_addr: sa.local_addr.ip(),
-                remote_addr: sa.remote_addr.ip(),
-                keep_policies: true,
-                local_ts: c.local_ts.clone(),
-                remote_ts: c.remote_ts.clone(),
-            });
+            children.push((
+                bp,
+                ChildDelete {
+                    ike_sa: id,
+                    reqid: c.reqid,
+                    spi_in: c.spi_in,
+                    spi_out: c.spi_out,
+                    local_addr: sa.local_addr.ip(),
+                    remote_addr: sa.remote_addr.ip(),
+                    keep_policies: true,
+                    local_ts: c.local_ts.clone(),
+                    remote_ts: c.remote_ts.clone(),
+                },
+            ));
         }
-        self.transfers.insert(id.0, t);
-        self.advance_transfers(now);
-        Ok(())
+        if let Some(t) = self.transfers.get_mut(&spi) {
+            t.phase = Phase::Reading;
+            t.waiting = waiting;
+            t.children = children;
+        }
     }
 
     /// The answer to a [`ClusterEffect::ReadReplayState`].
@@ -119,57 +195,124 @@ impl ClusterNode {
                 break;
             }
         }
-        // The target continues in our lease; with little of it left, renew it (quorum
-        // acked) first: the target must never send past a lease the quorum granted.
-        if let Some(&spi_in) = self.by_spi_out.get(&spi)
-            && let Some(c) = self.children.get(&spi_in)
-            && c.granted_end.saturating_sub(state.oseq) < self.cfg.lease_chunk / 2
-            && self.membership.live.len() >= self.quorum()
-        {
-            self.start_renewal(spi_in);
-        }
         self.check_progress(now);
     }
 
-    /// Whether a transfer's Child SAs wait for a lease renewal (that can still be
-    /// granted: with too few live members it is given up and the target starts with
-    /// what is left).
-    fn renewal_pending(&self, t: &Transfer) -> bool {
+    /// Whether a renewal of a Child SA of IKE SA `spi` waits for a quorum that can
+    /// still grant it (with too few live members it is given up and the target
+    /// starts with what is left).
+    fn renewal_pending(&self, spi: u64) -> bool {
         self.membership.live.len() >= self.quorum()
-            && t.deletes.iter().any(|d| {
-                self.children
-                    .get(&d.spi_in)
-                    .is_some_and(|c| c.renewing.is_some())
+            && self.endpoint.ike_sa(IkeSaId(spi)).is_some_and(|sa| {
+                sa.children.iter().any(|c| {
+                    self.children
+                        .get(&c.spi_in)
+                        .is_some_and(|ch| ch.renewing.is_some())
+                })
             })
     }
 
-    /// Publishes transfers whose states are all read; finishes those the target acked.
-    pub(super) fn advance_transfers(&mut self, now: Instant) {
-        let ready: Vec<u64> = self
-            .transfers
-            .iter()
-            .filter(|(_, t)| t.waiting.is_empty() && t.token.is_none() && !self.renewal_pending(t))
-            .map(|(k, _)| *k)
-            .collect();
-        for spi in ready {
-            self.hand_over(now, spi);
+    /// After the exact read: a lease that is (nearly) used up all the same (more than
+    /// a quarter lease sent since the last checkpoint) is renewed before the handover,
+    /// out policy blocked. Returns whether the handover must wait for it.
+    fn renew_before_handover(&mut self, now: Instant, spi: u64) -> bool {
+        let Some(t) = self.transfers.get(&spi) else {
+            return false;
+        };
+        if now >= t.renewal_deadline || self.membership.live.len() < self.quorum() {
+            return false;
         }
-        let done: Vec<u64> = self
-            .transfers
+        let kids: Vec<(u32, u64)> = t
+            .children
             .iter()
-            .filter(|(_, t)| {
-                t.token
-                    .as_ref()
-                    .is_some_and(|tok| self.log.is_acked_by(&t.to, tok))
+            .map(|(_, d)| {
+                let oseq = t.states.get(&d.spi_out).map_or(0, |s| s.oseq);
+                (d.spi_in, oseq)
             })
-            .map(|(k, _)| *k)
             .collect();
+        let quarter = self.cfg.lease_chunk / 4;
+        let mut wait = false;
+        for (spi_in, oseq) in kids {
+            let Some(c) = self.children.get(&spi_in) else {
+                continue;
+            };
+            if c.granted_end.saturating_sub(oseq) >= quarter {
+                // Enough left: a renewal still on its way is not waited for (the
+                // target renews on its own when it needs to).
+                continue;
+            }
+            if c.renewing.is_none() {
+                self.start_renewal(spi_in);
+            }
+            wait = true;
+        }
+        wait
+    }
+
+    /// Moves every transfer on: cutover once its leases are renewed, handover once its
+    /// states are read, removal of our Child SAs once the target acked.
+    pub(super) fn advance_transfers(&mut self, now: Instant) {
+        if self.transfers.is_empty() {
+            return;
+        }
+        let mut cancel = Vec::new();
+        let mut cut = Vec::new();
+        let mut read = Vec::new();
+        let mut done = Vec::new();
+        let mut orphaned = Vec::new();
+        for (spi, t) in &self.transfers {
+            let live = self.membership.live.contains(&t.to);
+            match t.phase {
+                // Nothing blocked yet: a target that died is simply not used.
+                Phase::Renewing if !live => cancel.push(*spi),
+                Phase::Renewing if now >= t.renewal_deadline || !self.renewal_pending(*spi) => {
+                    cut.push(*spi);
+                }
+                Phase::Renewing => {}
+                Phase::Reading if t.waiting.is_empty() => read.push(*spi),
+                Phase::Reading => {}
+                Phase::HandedOver => {
+                    if t.token
+                        .as_ref()
+                        .is_some_and(|tok| self.log.is_acked_by(&t.to, tok))
+                    {
+                        done.push(*spi);
+                    } else if !live {
+                        // The target died before it acked: HRW over the live members
+                        // owns the SA now (if that is us, the takeover already removed
+                        // this transfer); ours must stop delivering.
+                        orphaned.push(*spi);
+                    }
+                }
+            }
+        }
+        for spi in cancel {
+            self.transfers.remove(&spi);
+        }
+        for spi in cut {
+            self.cut_over(spi);
+            // The answers may have come already (a data plane that reads at once).
+            if self
+                .transfers
+                .get(&spi)
+                .is_some_and(|t| t.phase == Phase::Reading && t.waiting.is_empty())
+            {
+                read.push(spi);
+            }
+        }
+        for spi in read {
+            if !self.renew_before_handover(now, spi) {
+                self.hand_over(now, spi);
+            }
+        }
+        for spi in orphaned {
+            if let Some(t) = self.transfers.remove(&spi) {
+                self.remove_transferred(t.children);
+            }
+        }
         for spi in done {
             if let Some(t) = self.transfers.remove(&spi) {
-                for d in t.deletes {
-                    self.effects
-                        .push_back(ClusterEffect::Ike(Effect::DeleteChild(Box::new(d))));
-                }
+                self.remove_transferred(t.children);
                 self.counters.transfers_out += 1;
                 self.effects
                     .push_back(ClusterEffect::Event(ClusterEvent::TransferredOut {
@@ -177,6 +320,17 @@ impl ClusterNode {
                         to: t.to,
                     }));
             }
+        }
+    }
+
+    /// The end of the overlap: in/fwd policies (out is blocked already) to block, then
+    /// our SAs go.
+    fn remove_transferred(&mut self, children: Vec<(BlockPolicies, ChildDelete)>) {
+        for (bp, d) in children {
+            self.effects
+                .push_back(ClusterEffect::BlockPolicies(Box::new(bp)));
+            self.effects
+                .push_back(ClusterEffect::Ike(Effect::DeleteChild(Box::new(d))));
         }
     }
 
@@ -224,12 +378,23 @@ impl ClusterNode {
             pinned,
             ike,
         };
-        self.index
-            .insert(spi, super::node::Owner { node: to, spi_i });
+        self.index.insert(
+            spi,
+            super::node::Owner {
+                node: to.clone(),
+                spi_i,
+            },
+        );
         let tok = self.log.publish(record::ike_key(spi), rec.encode()).ok();
         if let Some(t) = self.transfers.get_mut(&spi) {
             t.token = tok;
+            t.phase = Phase::HandedOver;
         }
+        self.effects
+            .push_back(ClusterEffect::Event(ClusterEvent::TransferHandedOver {
+                id,
+                to,
+            }));
         if !self.membership.live.contains(&to_live) {
             // The target died meanwhile: the record names a dead node, so HRW over the
             // live members takes the SA, as after any death (maybe this node).
@@ -237,11 +402,23 @@ impl ClusterNode {
         }
     }
 
-    /// Drops a transfer out of `spi` (its target died); removes the Child SAs it left
-    /// in our data plane.
+    /// When a transfer waiting for a lease renewal gives up waiting.
+    pub(super) fn transfer_timeout(&self) -> Option<Instant> {
+        self.transfers
+            .values()
+            .filter(|t| {
+                t.phase == Phase::Renewing || (t.phase == Phase::Reading && t.waiting.is_empty())
+            })
+            .map(|t| t.renewal_deadline)
+            .min()
+    }
+
+    /// Drops a transfer out of `spi` (its target died and the SA comes back to us);
+    /// removes the Child SAs it left in our data plane (the takeover installs them
+    /// anew, with fenced counters, and its policies replace ours).
     pub(super) fn abort_transfer(&mut self, spi: u64) {
         if let Some(t) = self.transfers.remove(&spi) {
-            for d in t.deletes {
+            for (_, d) in t.children {
                 self.effects
                     .push_back(ClusterEffect::Ike(Effect::DeleteChild(Box::new(d))));
             }

@@ -191,7 +191,22 @@ pub struct Member {
     pub bad_removals: Vec<String>,
     /// Block-policy removals executed.
     pub removals: usize,
+    /// Selectors whose OUT policy alone was switched to block (a transfer's source
+    /// between its cutover and the target's ack); in and fwd stay as in `policies`.
+    pub out_blocked: HashSet<Selectors>,
+    /// The selectors of each installed SA (outbound and inbound), to apply policies to
+    /// traffic.
+    pub sa_sel: HashMap<SaId, Selectors>,
     inbox: VecDeque<(usize, Vec<u8>)>,
+}
+
+impl Member {
+    /// Whether this node's policies let traffic of `sel` through the SAs, for the given
+    /// direction (out: sending; in: delivering what was decrypted).
+    pub fn passes(&self, sel: &Selectors, out: bool) -> bool {
+        matches!(self.policies.get(sel), Some(Pol::Ipsec(_)))
+            && !(out && self.out_blocked.contains(sel))
+    }
 }
 
 /// A policy's selectors: (local, remote).
@@ -235,6 +250,13 @@ pub struct Cluster {
     pub max_accepting: usize,
     /// The gateways' address pool; peers then ask for a virtual IP.
     pub pool: Option<PoolConfig>,
+    /// When set, every effect the nodes execute, in order, with the node's index.
+    pub trace: Option<Vec<(usize, ClusterEffect)>>,
+    /// Peer ESP packets no node delivered (no SA, replayed, or an in policy that
+    /// blocks), and packets more than one node delivered, since the counters were reset.
+    pub inbound_lost: u64,
+    /// See `inbound_lost`.
+    pub inbound_dup: u64,
 }
 
 fn owned_range(i: usize) -> OwnedRange {
@@ -300,6 +322,8 @@ impl Cluster {
                     policies: HashMap::new(),
                     bad_removals: Vec::new(),
                     removals: 0,
+                    out_blocked: HashSet::new(),
+                    sa_sel: HashMap::new(),
                     inbox: VecDeque::new(),
                 }
             })
@@ -313,6 +337,9 @@ impl Cluster {
             filter: Box::new(|_| true),
             max_accepting: 0,
             pool,
+            trace: None,
+            inbound_lost: 0,
+            inbound_dup: 0,
         };
         c.update_links();
         c.run();
@@ -404,6 +431,8 @@ impl Cluster {
         m.dp.attach_wire(self.wire.clone());
         m.alive = true;
         m.policies.clear();
+        m.out_blocked.clear();
+        m.sa_sel.clear();
         m.bad_removals.clear();
         m.blocks = 0;
         m.incarnation += 1;
@@ -467,6 +496,9 @@ impl Cluster {
     }
 
     fn exec(&mut self, i: usize, e: ClusterEffect) {
+        if let Some(t) = &mut self.trace {
+            t.push((i, e.clone()));
+        }
         let now = self.now;
         match e {
             ClusterEffect::Ike(Effect::Send {
@@ -498,10 +530,14 @@ impl Cluster {
             ClusterEffect::Ike(Effect::Event(ev)) => self.members[i].ike_events.push(ev),
             ClusterEffect::Ike(_) => {}
             ClusterEffect::InstallChild(ci) => {
-                self.members[i].policies.insert(
-                    (ci.child.local_ts.clone(), ci.child.remote_ts.clone()),
-                    Pol::Ipsec(ci.child.reqid),
-                );
+                let key = (ci.child.local_ts.clone(), ci.child.remote_ts.clone());
+                let m = &mut self.members[i];
+                m.policies.insert(key.clone(), Pol::Ipsec(ci.child.reqid));
+                m.out_blocked.remove(&key);
+                for half in [&ci.child.inbound, &ci.child.outbound] {
+                    m.sa_sel
+                        .insert(SaId::esp(half.dst, Spi(half.spi)), key.clone());
+                }
                 let dp = &mut self.members[i].dp;
                 let mut sin = spec(&ci.child, true);
                 sin.replay_state = ci.inbound_replay.clone();
@@ -519,14 +555,25 @@ impl Cluster {
             ClusterEffect::BlockPolicies(bp) => {
                 let m = &mut self.members[i];
                 m.blocks += 1;
-                m.policies
-                    .insert((bp.local_ts.clone(), bp.remote_ts.clone()), Pol::Block);
+                let key = (bp.local_ts.clone(), bp.remote_ts.clone());
+                m.out_blocked.remove(&key);
+                m.policies.insert(key, Pol::Block);
+            }
+            ClusterEffect::BlockOutbound(bp) => {
+                let m = &mut self.members[i];
+                let key = (bp.local_ts.clone(), bp.remote_ts.clone());
+                if m.policies.get(&key) == Some(&Pol::Block) {
+                    m.bad_removals
+                        .push(format!("out-only block of a blocked policy: {bp:?}"));
+                }
+                m.out_blocked.insert(key);
             }
             ClusterEffect::RemoveBlockPolicies(bp) => {
                 let m = &mut self.members[i];
                 m.blocks = m.blocks.saturating_sub(1);
                 m.removals += 1;
                 let key = (bp.local_ts.clone(), bp.remote_ts.clone());
+                m.out_blocked.remove(&key);
                 match m.policies.get(&key) {
                     Some(Pol::Block) => {
                         m.policies.remove(&key);
@@ -613,28 +660,47 @@ impl Cluster {
         any
     }
 
+    /// One pass over node `i`: its data plane events, its effects (replication
+    /// messages go to the other nodes' inboxes), its inbox. Returns whether anything
+    /// moved.
+    fn member_pass(&mut self, i: usize) -> bool {
+        if !self.members[i].alive {
+            return false;
+        }
+        let mut moved = self.dp_events(i);
+        while let Some(e) = self.members[i].node.poll_effect() {
+            moved = true;
+            self.exec(i, e);
+        }
+        while let Some((from, data)) = self.members[i].inbox.pop_front() {
+            moved = true;
+            let name = self.members[from].name.clone();
+            let now = self.now;
+            self.members[i]
+                .node
+                .handle_repl_message(now, &name, &data)
+                .unwrap();
+        }
+        moved
+    }
+
+    /// Runs node `i` alone until it has nothing left to do: what it sends to the other
+    /// nodes waits in their inboxes, what it sends to peers in theirs.
+    pub fn step(&mut self, i: usize) {
+        for _ in 0..100_000 {
+            if !self.member_pass(i) {
+                return;
+            }
+        }
+        panic!("node {i} did not settle");
+    }
+
     /// Moves effects and datagrams until nothing moves.
     pub fn run(&mut self) {
         for _ in 0..100_000 {
             let mut moved = false;
             for i in 0..self.members.len() {
-                if !self.members[i].alive {
-                    continue;
-                }
-                moved |= self.dp_events(i);
-                while let Some(e) = self.members[i].node.poll_effect() {
-                    moved = true;
-                    self.exec(i, e);
-                }
-                while let Some((from, data)) = self.members[i].inbox.pop_front() {
-                    moved = true;
-                    let name = self.members[from].name.clone();
-                    let now = self.now;
-                    self.members[i]
-                        .node
-                        .handle_repl_message(now, &name, &data)
-                        .unwrap();
-                }
+                moved |= self.member_pass(i);
             }
             for p in 0..self.peers.len() {
                 while let Some(e) = self.peers[p].ep.poll_effect() {
@@ -719,10 +785,19 @@ impl Cluster {
         }
     }
 
-    /// Every alive node sends `n` packets on each outbound SA it holds, and every peer
-    /// sends `n` packets on each of its Child SAs to every alive node holding the
-    /// inbound SA.
+    /// Every alive node sends `n` packets on each outbound SA it holds whose out
+    /// policy is IPsec, and every peer sends `n` packets on each of its Child SAs to
+    /// every alive node (the shared address); then everything runs.
     pub fn traffic(&mut self, n: u64) {
+        self.send_traffic(n);
+        self.run();
+    }
+
+    /// [`Cluster::traffic`] without running anything afterwards. A node holding the
+    /// inbound SA decrypts a peer packet (its replay window moves) and delivers it if
+    /// its in policy is IPsec; packets no node delivers count in `inbound_lost`, those
+    /// two or more nodes deliver in `inbound_dup`.
+    pub fn send_traffic(&mut self, n: u64) {
         let peer_ips: Vec<IpAddr> = self.peers.iter().map(|p| p.addr.ip()).collect();
         for m in self.members.iter_mut().filter(|m| m.alive) {
             let ids: Vec<SaId> =
@@ -731,6 +806,7 @@ impl Cluster {
                     .into_iter()
                     .map(|s| s.spec.id)
                     .filter(|id| peer_ips.contains(&id.dst))
+                    .filter(|id| m.sa_sel.get(id).is_none_or(|sel| m.passes(sel, true)))
                     .collect();
             for id in ids {
                 let _ = m.dp.send(&id, n, 100);
@@ -741,13 +817,23 @@ impl Cluster {
             for (spi, seq) in p.esp_out.iter_mut() {
                 let first = *seq + 1;
                 *seq += n;
-                for m in self.members.iter_mut().filter(|m| m.alive) {
-                    let _ =
-                        m.dp.receive_range(&SaId::esp(vip, Spi(*spi)), first, n, 100);
+                let id = SaId::esp(vip, Spi(*spi));
+                for s in first..first + n {
+                    let mut delivered = 0;
+                    for m in self.members.iter_mut().filter(|m| m.alive) {
+                        let ok = matches!(m.dp.receive(&id, s, 100), Ok(xfrm::Received::Accepted));
+                        if ok && m.sa_sel.get(&id).is_none_or(|sel| m.passes(sel, false)) {
+                            delivered += 1;
+                        }
+                    }
+                    match delivered {
+                        0 => self.inbound_lost += 1,
+                        1 => {}
+                        _ => self.inbound_dup += 1,
+                    }
                 }
             }
         }
-        self.run();
     }
 
     pub fn alive(&self) -> Vec<usize> {

@@ -187,16 +187,39 @@ impl ClusterCore {
                 }
                 ClusterEffect::InstallChild(ci) => {
                     let opts = self.options(&ci);
+                    let (t, sa, spi_in) = (Instant::now(), ci.child.ike_sa, ci.child.inbound.spi);
                     self.children
                         .install(self.dataplane.as_mut(), ci.child, opts, &mut self.out);
+                    tracing::debug!(
+                        %sa,
+                        spi_in = format_args!("{spi_in:08x}"),
+                        us = t.elapsed().as_micros(),
+                        "Child SA installed in the data plane"
+                    );
                 }
                 ClusterEffect::BlockPolicies(b) => {
-                    if let Err(m) = with_block(self.dataplane.as_mut(), self.owned, &b, true) {
+                    if let Err(m) = with_block(self.dataplane.as_mut(), self.owned, &b, Block::All)
+                    {
                         self.error(format!("block policies of {}: {m}", b.ike_sa));
                     }
                 }
+                ClusterEffect::BlockOutbound(b) => {
+                    let t = Instant::now();
+                    if let Err(m) = with_block(self.dataplane.as_mut(), self.owned, &b, Block::Out)
+                    {
+                        self.error(format!("block the out policies of {}: {m}", b.ike_sa));
+                    }
+                    tracing::debug!(
+                        sa = %b.ike_sa,
+                        step = "out_blocked",
+                        us = t.elapsed().as_micros(),
+                        "transfer: out policies blocked"
+                    );
+                }
                 ClusterEffect::RemoveBlockPolicies(b) => {
-                    if let Err(m) = with_block(self.dataplane.as_mut(), self.owned, &b, false) {
+                    if let Err(m) =
+                        with_block(self.dataplane.as_mut(), self.owned, &b, Block::Remove)
+                    {
                         self.error(format!("remove block policies of {}: {m}", b.ike_sa));
                     }
                 }
@@ -299,16 +322,27 @@ impl ClusterCore {
     }
 }
 
+/// What [`with_block`] does to a Child SA's policies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Block {
+    /// in, out and fwd to block.
+    All,
+    /// Only out to block (a transfer's source).
+    Out,
+    /// Remove the block policies.
+    Remove,
+}
+
 fn with_block(
     dp: &mut dyn Dataplane,
     owned: OwnedRange,
     b: &BlockPolicies,
-    on: bool,
+    what: Block,
 ) -> Result<(), String> {
-    let f = if on {
-        dataplane::block
-    } else {
-        dataplane::unblock
+    let f = match what {
+        Block::All => dataplane::block,
+        Block::Out => dataplane::block_outbound,
+        Block::Remove => dataplane::unblock,
     };
     f(
         dp,
@@ -325,10 +359,19 @@ fn cluster_event(e: ClusterEvent) -> Event {
         ClusterEvent::TookOver { id, from } => {
             ("took_over", Some(id), format!("owner {from} is down"))
         }
-        ClusterEvent::TransferredIn { id } => ("transferred_in", Some(id), String::new()),
-        ClusterEvent::TransferredOut { id, to } => {
-            ("transferred_out", Some(id), format!("to {to}"))
+        ClusterEvent::TransferredIn { id } => {
+            ("transferred_in", Some(id), "Child SAs installed".to_owned())
         }
+        ClusterEvent::TransferHandedOver { id, to } => (
+            "transfer_handed_over",
+            Some(id),
+            format!("to {to}: out policies blocked, exact counters sent; receiving until it acks"),
+        ),
+        ClusterEvent::TransferredOut { id, to } => (
+            "transferred_out",
+            Some(id),
+            format!("to {to}: it acked; our Child SAs removed"),
+        ),
         ClusterEvent::LostOwnership { id, to } => (
             "lost_ownership",
             Some(id),
@@ -469,7 +512,18 @@ impl Core for ClusterCore {
                 }
             }
         }
+        let first_new = self.out.len();
         self.pump(now);
+        // A transfer's target: how long the handover record took from its arrival to
+        // installed, to tell this node's work from the replication hop in the logs.
+        let took = now.elapsed().as_micros();
+        for o in self.out.iter_mut().skip(first_new) {
+            if let Output::Event(Event::Cluster { kind, detail, .. }) = o
+                && *kind == "transferred_in"
+            {
+                *detail = format!("{detail} ({took} us after the record arrived)");
+            }
+        }
     }
 
     fn shutdown(&mut self) {
@@ -537,6 +591,16 @@ impl Core for ClusterCore {
         let to = NodeId::new(to).map_err(|e| e.to_string())?;
         let r = self.node.transfer(now, id, &to).map_err(|e| e.to_string());
         self.pump(now);
+        // The cutover (out policies blocked, counters read, record queued) ran in this
+        // call unless a lease renewal comes first.
+        let took = now.elapsed().as_micros();
+        for o in &mut self.out {
+            if let Output::Event(Event::Cluster { kind, detail, .. }) = o
+                && *kind == "transfer_handed_over"
+            {
+                *detail = format!("{detail} ({took} us after the command)");
+            }
+        }
         r
     }
 
