@@ -9,6 +9,10 @@ use cluster::sa::{ClusterEffect, ClusterEvent};
 use sa_common::{Cluster, Pol};
 use xfrm::{Dataplane, SaId, Spi};
 
+/// A transfer's source may send this many packets past its cutover (a sixteenth of
+/// the default lease of 2^20); the target starts above.
+const MARGIN: u64 = (1 << 20) / 16;
+
 /// Highest outbound sequence number sent and packets sent on the SAs toward `ip`.
 fn outbound(c: &mut Cluster, ip: std::net::IpAddr) -> Vec<(SaId, u64)> {
     let mut v = Vec::new();
@@ -57,8 +61,9 @@ fn transfer_moves_a_live_sa_with_exact_counters() {
     assert_eq!(out.len(), 1);
     let (id, sent) = out[0];
     let st = c.members[dst].dp.get_replay_state(&id).unwrap();
-    assert_eq!(sent, 1_000, "no gap, no reuse: 1..=1000 sent exactly once");
-    assert_eq!(st.oseq, 1_000);
+    assert_eq!(sent, 1_000, "no reuse: 777 + 223 sent exactly once");
+    // The target starts above the source's transfer cap (777 + the margin).
+    assert_eq!(st.oseq, 777 + MARGIN + 223);
     // Inbound: the target's window continues at the peer's counter (nothing lost).
     let spi_in = *c.peers[p].esp_out.keys().next().unwrap();
     let vip = sa_common::VIP.parse::<std::net::SocketAddr>().unwrap().ip();
@@ -228,17 +233,18 @@ fn first(c: &Cluster, i: usize, f: impl Fn(&ClusterEffect) -> bool) -> Option<us
         .position(|(n, e)| *n == i && f(e))
 }
 
-/// Make-before-break for inbound traffic, step by step: after the source's cutover its
-/// out policy is blocked but its inbound SA and in policy still deliver; the target
-/// installs with the source's exact final outbound sequence number (its first packet
-/// is that + 1) while the source still delivers (a bounded duplicate window, both
-/// nodes deliver); the target's ack makes the source block and remove. No peer packet
-/// is lost at any step, and no (SPI, sequence number) pair is sent twice.
+/// Make-before-break both ways, step by step. After the source's cutover it still
+/// sends (its outbound SA capped in the data plane at a margin past its sequence
+/// number) and delivers; the target installs with its first outbound sequence number
+/// above the cap, while the source still sends and delivers (a bounded overlap: both
+/// nodes deliver the peer's packets, both send ours, each under its own sequence
+/// numbers); the target's ack makes the source block and remove. No packet is lost in
+/// either direction at any step, and no (SPI, sequence number) pair is sent twice.
 ///
 /// Before (break-before-make): the source blocked in, out and fwd at the cutover and
-/// the packets sent before the target installed were delivered by no node.
+/// what arrived before the target installed was delivered and sent by no node.
 #[test]
-fn transfer_is_make_before_break_for_inbound() {
+fn transfer_is_make_before_break_both_ways() {
     let mut c = Cluster::new(2, |_| {});
     let p = c.add_peer();
     c.traffic(500);
@@ -249,6 +255,8 @@ fn transfer_is_make_before_break_for_inbound() {
     let (sa_in, sa_out) = child_sas(&c, p);
     c.inbound_lost = 0;
     c.inbound_dup = 0;
+    c.outbound_lost = 0;
+    c.outbound_dup = 0;
     let to = c.members[dst].name.clone();
     let now = c.now;
     c.members[src].node.transfer(now, gw, &to).unwrap();
@@ -256,35 +264,49 @@ fn transfer_is_make_before_break_for_inbound() {
     // 1. The source alone: cutover and handover; the record waits in the target's inbox.
     c.step(src);
     let s = &mut c.members[src];
-    assert!(s.out_blocked.contains(&sel), "out policy not blocked");
     assert!(
         matches!(s.policies.get(&sel), Some(Pol::Ipsec(_))),
-        "in/fwd policies must stay IPsec until the target installed: {:?}",
+        "policies must stay IPsec until the target installed: {:?}",
         s.policies.get(&sel)
     );
     assert!(s.dp.get_sa(&sa_in).is_ok(), "inbound SA removed too early");
-    let final_oseq = s.dp.get_replay_state(&sa_out).unwrap().oseq;
-    assert_eq!(final_oseq, 500);
+    assert_eq!(s.dp.get_replay_state(&sa_out).unwrap().oseq, 500);
     assert!(c.members[dst].dp.get_sa(&sa_out).is_err());
     c.send_traffic(100);
-    assert_eq!(c.inbound_lost, 0, "the source must still deliver");
-    assert_eq!(c.inbound_dup, 0);
-    assert_eq!(c.wire.sent_count(&sa_out), 500, "nobody sends meanwhile");
+    assert_eq!(
+        (c.inbound_lost, c.inbound_dup),
+        (0, 0),
+        "the source delivers"
+    );
+    assert_eq!(
+        (c.outbound_lost, c.outbound_dup),
+        (0, 0),
+        "the source sends"
+    );
+    assert_eq!(c.wire.sent_count(&sa_out), 600);
 
-    // 2. The target alone: it installs; its ack waits in the source's inbox.
+    // 2. The target alone: it installs above the cap; its ack waits in the source's inbox.
     c.step(dst);
     let t = &mut c.members[dst];
     assert!(matches!(t.policies.get(&sel), Some(Pol::Ipsec(_))));
     assert_eq!(
         t.dp.get_replay_state(&sa_out).unwrap().oseq,
-        final_oseq,
-        "the target's first outbound sequence number must be the source's final + 1"
+        500 + MARGIN,
+        "the target's first outbound sequence number must be above the source's cap"
     );
     assert_eq!(t.dp.get_replay_state(&sa_in).unwrap().seq, 500);
     assert!(c.members[src].dp.get_sa(&sa_in).is_ok());
     c.send_traffic(100);
-    assert_eq!(c.inbound_lost, 0);
-    assert_eq!(c.inbound_dup, 100, "the overlap: both nodes deliver");
+    assert_eq!(
+        (c.inbound_lost, c.inbound_dup),
+        (0, 100),
+        "overlap: both deliver"
+    );
+    assert_eq!(
+        (c.outbound_lost, c.outbound_dup),
+        (0, 100),
+        "overlap: both send"
+    );
 
     // 3. The ack: the source blocks everything and removes its SAs.
     c.run();
@@ -294,12 +316,13 @@ fn transfer_is_make_before_break_for_inbound() {
     c.send_traffic(100);
     c.run();
     assert_eq!((c.inbound_lost, c.inbound_dup), (0, 100));
+    assert_eq!((c.outbound_lost, c.outbound_dup), (0, 100));
     assert_eq!(c.owners_of_peer(p), vec![dst]);
-    // 500 by the source, 501..=700 by the target: exactly once each.
-    assert_eq!(c.wire.sent_count(&sa_out), 700);
+    // 1..=700 by the source, then 500+MARGIN+1.. by the target: exactly once each.
+    assert_eq!(c.wire.sent_count(&sa_out), 700 + 200);
     assert_eq!(
         c.members[dst].dp.get_replay_state(&sa_out).unwrap().oseq,
-        700
+        500 + MARGIN + 200
     );
     assert_eq!(c.members[dst].dp.get_replay_state(&sa_in).unwrap().seq, 800);
     c.check();
@@ -308,9 +331,42 @@ fn transfer_is_make_before_break_for_inbound() {
     c.check();
 }
 
+/// The data plane holds a transfer's source to its cap: when the target takes longer
+/// than the margin to install, the source stops at the cap (those packets are lost,
+/// the only way a transfer loses any) and never sends a number the target will use.
+#[test]
+fn transfer_source_never_sends_past_its_cap() {
+    const CHUNK: u64 = 4_096;
+    let mut c = Cluster::new(2, |cfg| cfg.lease_chunk = CHUNK);
+    let p = c.add_peer();
+    c.traffic(100);
+    let src = c.owners_of_peer(p)[0];
+    let dst = 1 - src;
+    let gw = c.gw_id(p);
+    let (_, sa_out) = child_sas(&c, p);
+    c.outbound_lost = 0;
+    let to = c.members[dst].name.clone();
+    let now = c.now;
+    c.members[src].node.transfer(now, gw, &to).unwrap();
+    c.step(src);
+    c.send_traffic(1_000);
+    let cap = 100 + CHUNK / 16;
+    // It stopped at the cap (the SA hard-expired there, as in the kernel).
+    assert_eq!(c.wire.sent_count(&sa_out), cap);
+    assert_eq!(c.outbound_lost, 1_000 - CHUNK / 16);
+    c.run();
+    c.send_traffic(100);
+    assert_eq!(
+        c.members[dst].dp.get_replay_state(&sa_out).unwrap().oseq,
+        cap + 100
+    );
+    assert!(c.wire.reused().is_empty(), "reused: {:?}", c.wire.reused());
+    c.check();
+}
+
 /// The order of the data-plane effects of a transfer left to run on its own, there and
-/// back: the source blocks its out policy before it reads its outbound counter, and
-/// neither blocks its in/fwd policies nor removes its SAs before the target installed.
+/// back: the source caps its outbound SA (and learns the cap) and neither blocks its
+/// policies nor removes its SAs before the target installed.
 #[test]
 fn transfer_effects_are_ordered() {
     let mut c = Cluster::new(2, |_| {});
@@ -327,21 +383,19 @@ fn transfer_effects_are_ordered() {
         c.members[src].node.transfer(now, gw, &to).unwrap();
         c.run();
         assert_eq!(c.owners_of_peer(p), vec![dst]);
-        let block_out = first(
+        let cap = first(
             &c,
             src,
-            |e| matches!(e, ClusterEffect::BlockOutbound(b) if b.ike_sa == gw),
+            |e| matches!(e, ClusterEffect::CapOutbound { spi_out, .. } if *spi_out == sa_out.spi.0),
         )
-        .expect("no out-only block");
-        let read_out = first(
-            &c,
-            src,
-            |e| matches!(e, ClusterEffect::ReadReplayState { spi, .. } if *spi == sa_out.spi.0),
-        )
-        .expect("no outbound read");
+        .expect("no cap of the outbound SA");
         assert!(
-            block_out < read_out,
-            "outbound counter read before the block"
+            first(
+                &c,
+                src,
+                |e| matches!(e, ClusterEffect::BlockPolicies(b) if b.ike_sa == gw)
+            )
+            .is_some_and(|b| b > cap)
         );
         let installed = first(
             &c,
@@ -403,8 +457,8 @@ fn short_lease_is_renewed_before_the_cutover() {
         matches!(e, ClusterEffect::UpdateOutboundLease { .. })
     })
     .expect("no renewal");
-    let block_out = first(&c, src, |e| matches!(e, ClusterEffect::BlockOutbound(_))).unwrap();
-    assert!(renewed < block_out);
+    let cap = first(&c, src, |e| matches!(e, ClusterEffect::CapOutbound { .. })).unwrap();
+    assert!(renewed < cap);
     assert_eq!(
         c.members[dst].node.granted_lease_end(spi_in),
         Some(2 * CHUNK)
@@ -470,15 +524,13 @@ fn transfer_waits_for_a_lease_renewal_only_so_long() {
     c.traffic(1_500);
     let gw = c.gw_id(p);
     let spi_in = c.members[src].node.endpoint().ike_sa(gw).unwrap().children[0].spi_in;
-    let sel = selectors(&c, p);
+    c.trace = Some(Vec::new());
+    let capped = |c: &Cluster| first(c, src, |e| matches!(e, ClusterEffect::CapOutbound { .. }));
     let to = c.members[dst].name.clone();
     let now = c.now;
     c.members[src].node.transfer(now, gw, &to).unwrap();
     c.step(src);
-    assert!(
-        !c.members[src].out_blocked.contains(&sel),
-        "renewing: the source still sends"
-    );
+    assert!(capped(&c).is_none(), "renewing: no cutover yet");
     let later = now + Duration::from_millis(250);
     assert!(
         c.members[src]
@@ -489,10 +541,7 @@ fn transfer_waits_for_a_lease_renewal_only_so_long() {
     c.now = later;
     c.members[src].node.handle_timeout(later);
     c.step(src);
-    assert!(
-        c.members[src].out_blocked.contains(&sel),
-        "no cutover after the timeout"
-    );
+    assert!(capped(&c).is_some(), "no cutover after the timeout");
     c.run();
     assert_eq!(c.owners_of_peer(p), vec![dst]);
     assert_eq!(c.members[dst].node.granted_lease_end(spi_in), Some(CHUNK));

@@ -54,3 +54,25 @@ pub fn move_outbound_range(
     spec.lifetime.soft_packets = Some(p0.saturating_add((len / 4).saturating_mul(3).max(1)));
     dp.update_sa(&spec)
 }
+
+/// Caps outbound SA `id`, which may send up to `lease_end`, at most `margin` packets
+/// past its current sequence number, and returns the last sequence number it can
+/// still use, `S`: a transfer hands the SA to another node that starts at `S + 1`
+/// while this one goes on sending until it is told to stop (no gap in between).
+///
+/// The packet count `p` is read before the sequence number `o`, and the hard limit set
+/// to `p + min(margin, lease_end - o)`: packets sent between the two reads only make
+/// the SA stop earlier, never past `S = o + min(margin, lease_end - o)`.
+pub fn cap_outbound(dp: &mut dyn Dataplane, id: &SaId, lease_end: u64, margin: u64) -> Result<u64> {
+    let p = dp.get_counters(id)?.packets;
+    let o = dp.get_replay_state(id)?.oseq;
+    let room = margin.min(lease_end.saturating_sub(o));
+    let mut spec = dp.get_sa(id)?.spec;
+    spec.replay_state = None;
+    let hard = p.saturating_add(room);
+    spec.lifetime.hard_packets = Some(spec.lifetime.hard_packets.map_or(hard, |h| h.min(hard)));
+    // No soft expiry (and with it a rekey) of an SA on its way out.
+    spec.lifetime.soft_packets = None;
+    dp.update_sa(&spec)?;
+    Ok(o.saturating_add(room))
+}

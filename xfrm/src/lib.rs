@@ -28,7 +28,7 @@ mod wire;
 pub use dataplane::Dataplane;
 pub use error::{Error, Result};
 pub use kernel::{EventMonitor, KernelDataplane, MAX_EVENTS_PER_POLL};
-pub use lease::move_outbound_range;
+pub use lease::{cap_outbound, move_outbound_range};
 pub use memory::{LARVAL_LIFETIME_SECS, MemoryDataplane, SeqRange, Wire};
 pub use replay::Received;
 pub use socket::{bypass_ipsec, enable_espinudp};

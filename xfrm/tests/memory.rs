@@ -463,3 +463,34 @@ fn an_outbound_sa_moved_to_a_new_range_continues_at_its_start_and_stops_at_its_e
     assert!(xfrm::move_outbound_range(&mut dp, &id, 1050, 1050, 2000).is_err());
     assert!(xfrm::move_outbound_range(&mut dp, &id, 1050, 3000, 2000).is_err());
 }
+
+#[test]
+fn a_capped_outbound_sa_stops_at_the_returned_sequence_number() {
+    let wire = Wire::new();
+    let mut dp = MemoryDataplane::new(OWNED, 8);
+    dp.attach_wire(wire.clone());
+    let mut s = gcm_sa(0x2100);
+    s.lifetime = Lifetime {
+        hard_packets: Some(1_000),
+        soft_packets: Some(750),
+        ..Lifetime::default()
+    };
+    dp.add_sa(&s).unwrap();
+    let id = s.id;
+    dp.send(&id, 100, 100).unwrap();
+    let last = xfrm::cap_outbound(&mut dp, &id, 1_000, 50).unwrap();
+    assert_eq!(last, 150);
+    let r = dp.send(&id, 1_000, 100).unwrap();
+    assert_eq!((r.first, r.last), (101, 150));
+    // Near the lease end the cap is the lease end.
+    let mut s = gcm_sa(0x2101);
+    s.lifetime.hard_packets = Some(1_000);
+    dp.add_sa(&s).unwrap();
+    dp.send(&s.id, 990, 100).unwrap();
+    assert_eq!(
+        xfrm::cap_outbound(&mut dp, &s.id, 1_000, 50).unwrap(),
+        1_000
+    );
+    assert_eq!(dp.send(&s.id, 100, 100).unwrap().last, 1_000);
+    assert!(wire.reused().is_empty());
+}

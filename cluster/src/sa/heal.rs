@@ -177,7 +177,7 @@ impl ClusterNode {
         let Some(c) = self.children.get(&spi_in) else {
             return;
         };
-        if seen <= c.rec.lease_end {
+        if seen <= c.rec.lease_end || self.capped.contains(&spi_in) {
             return;
         }
         let max_seq = if c.esn { u64::MAX } else { u64::from(u32::MAX) };

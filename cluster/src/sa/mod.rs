@@ -173,10 +173,21 @@ pub enum ClusterEffect {
     InstallChild(Box<ClusterInstall>),
     /// Replace the IPsec policies of a Child SA with block policies.
     BlockPolicies(Box<BlockPolicies>),
-    /// Replace only the OUT policies of a Child SA with block policies, leaving its in
-    /// and fwd policies (a transfer's source: it stops sending, so the outbound counter
-    /// it reads next is final, and keeps receiving until the target has installed).
-    BlockOutbound(Box<BlockPolicies>),
+    /// A transfer's cutover: cap the outbound SA at `margin` packets past its current
+    /// sequence number (never past `lease_end`), and hand the last sequence number it can
+    /// still use to [`ClusterNode::handle_replay_state`] as `oseq` (see
+    /// `xfrm::cap_outbound`). The SA goes on sending until the target has installed
+    /// (which starts above it), so the outbound direction has no gap either.
+    CapOutbound {
+        /// Outbound SPI.
+        spi_out: u32,
+        /// Destination (the peer).
+        dst: IpAddr,
+        /// The lease end the data plane enforces now.
+        lease_end: u64,
+        /// Packets the SA may still send.
+        margin: u64,
+    },
     /// Remove the block policies of a Child SA that is gone (its record was deleted
     /// by its owner); policies this node's own Child SAs use are never named here.
     RemoveBlockPolicies(Box<BlockPolicies>),

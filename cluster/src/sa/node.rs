@@ -89,6 +89,9 @@ pub struct ClusterNode {
     pub(super) kid_ike: HashMap<u32, u64>,
     /// Inbound SPIs of Child SAs with a lease renewal waiting for its quorum.
     pub(super) renewing: HashSet<u32>,
+    /// Inbound SPIs of Child SAs whose outbound SA a transfer capped (its data-plane
+    /// limit must not be raised again: the target starts above the cap).
+    pub(super) capped: HashSet<u32>,
     /// Block policies requested for Child SAs of other owners, by IKE SA; how many of
     /// them name each policy (selectors); how many owned Child SAs use each policy.
     pub(super) blocked: HashMap<u64, Vec<super::BlockPolicies>>,
@@ -171,6 +174,7 @@ impl ClusterNode {
             record_kids: HashMap::new(),
             kid_ike: HashMap::new(),
             renewing: HashSet::new(),
+            capped: HashSet::new(),
             skip_publish: None,
             touched_extra: Vec::new(),
             pinned: HashSet::new(),
@@ -756,6 +760,7 @@ impl ClusterNode {
     /// Removes an owned Child SA from our tables (deleted, or handed to another node).
     pub(super) fn drop_owned_child(&mut self, spi_in: u32) -> Option<OwnedChild> {
         let c = self.children.remove(&spi_in)?;
+        self.capped.remove(&spi_in);
         self.by_spi_out.remove(&c.rec.spi_out);
         self.unref_owned_policy(c.policy);
         Some(c)
@@ -841,6 +846,11 @@ impl ClusterNode {
                 c.renewing = None;
                 c.granted_end = end;
                 self.counters.lease_renewals += 1;
+                if self.capped.contains(&spi_in) {
+                    // On its way to another node: the renewed end is the target's; our
+                    // SA stays at its transfer cap.
+                    continue;
+                }
                 self.effects.push_back(ClusterEffect::UpdateOutboundLease {
                     spi_out: c.rec.spi_out,
                     dst: c.dst,

@@ -28,8 +28,8 @@ use ike::initiator::InitiatorOptions;
 use ike::sa::IkeSaId;
 use ike::wire::{EncrId, EsnId, IdType, IntegId, IpTrafficSelector, KeGroup, PrfId};
 use xfrm::{
-    AeadAlgorithm, Crypto, Dataplane, Key, Mode, OwnedRange, ReplayEventThresholds, SaId, SaSpec,
-    Spi, Wire,
+    AeadAlgorithm, Crypto, Dataplane, Key, Mode, OwnedRange, ReplayEventThresholds, ReplayState,
+    SaId, SaSpec, Spi, Wire,
 };
 
 pub const VIP: &str = "198.51.100.1:500";
@@ -257,6 +257,11 @@ pub struct Cluster {
     pub inbound_lost: u64,
     /// See `inbound_lost`.
     pub inbound_dup: u64,
+    /// `send_traffic`, toward each peer: packets of a round no node sent (lost) or
+    /// more than one node sent (duplicated; each under its own sequence number).
+    pub outbound_lost: u64,
+    /// See `outbound_lost`.
+    pub outbound_dup: u64,
 }
 
 fn owned_range(i: usize) -> OwnedRange {
@@ -340,6 +345,8 @@ impl Cluster {
             trace: None,
             inbound_lost: 0,
             inbound_dup: 0,
+            outbound_lost: 0,
+            outbound_dup: 0,
         };
         c.update_links();
         c.run();
@@ -559,14 +566,21 @@ impl Cluster {
                 m.out_blocked.remove(&key);
                 m.policies.insert(key, Pol::Block);
             }
-            ClusterEffect::BlockOutbound(bp) => {
-                let m = &mut self.members[i];
-                let key = (bp.local_ts.clone(), bp.remote_ts.clone());
-                if m.policies.get(&key) == Some(&Pol::Block) {
-                    m.bad_removals
-                        .push(format!("out-only block of a blocked policy: {bp:?}"));
-                }
-                m.out_blocked.insert(key);
+            ClusterEffect::CapOutbound {
+                spi_out,
+                dst,
+                lease_end,
+                margin,
+            } => {
+                let id = SaId::esp(dst, Spi(spi_out));
+                let last = xfrm::cap_outbound(&mut self.members[i].dp, &id, lease_end, margin)
+                    .unwrap_or(u64::from(u32::MAX));
+                let st = ReplayState {
+                    oseq: last,
+                    seq: 0,
+                    bitmap: Vec::new(),
+                };
+                self.members[i].node.handle_replay_state(now, spi_out, &st);
             }
             ClusterEffect::RemoveBlockPolicies(bp) => {
                 let m = &mut self.members[i];
@@ -799,6 +813,8 @@ impl Cluster {
     /// two or more nodes deliver in `inbound_dup`.
     pub fn send_traffic(&mut self, n: u64) {
         let peer_ips: Vec<IpAddr> = self.peers.iter().map(|p| p.addr.ip()).collect();
+        // Per peer: packets each node sent toward it this round.
+        let mut sent_to: HashMap<IpAddr, Vec<u64>> = HashMap::new();
         for m in self.members.iter_mut().filter(|m| m.alive) {
             let ids: Vec<SaId> =
                 m.dp.list_sas()
@@ -808,9 +824,20 @@ impl Cluster {
                     .filter(|id| peer_ips.contains(&id.dst))
                     .filter(|id| m.sa_sel.get(id).is_none_or(|sel| m.passes(sel, true)))
                     .collect();
+            let mut by_peer: HashMap<IpAddr, u64> = HashMap::new();
             for id in ids {
-                let _ = m.dp.send(&id, n, 100);
+                let k = m.dp.send(&id, n, 100).map_or(0, |r| r.count);
+                *by_peer.entry(id.dst).or_default() += k;
             }
+            for (ip, k) in by_peer {
+                sent_to.entry(ip).or_default().push(k);
+            }
+        }
+        for ip in &peer_ips {
+            let counts = sent_to.remove(ip).unwrap_or_default();
+            let most = counts.iter().copied().max().unwrap_or(0);
+            self.outbound_lost += n.saturating_sub(most);
+            self.outbound_dup += counts.iter().sum::<u64>() - most;
         }
         let vip: IpAddr = VIP.parse::<SocketAddr>().unwrap().ip();
         for p in &mut self.peers {

@@ -203,18 +203,37 @@ impl ClusterCore {
                         self.error(format!("block policies of {}: {m}", b.ike_sa));
                     }
                 }
-                ClusterEffect::BlockOutbound(b) => {
+                ClusterEffect::CapOutbound {
+                    spi_out,
+                    dst,
+                    lease_end,
+                    margin,
+                } => {
                     let t = Instant::now();
-                    if let Err(m) = with_block(self.dataplane.as_mut(), self.owned, &b, Block::Out)
-                    {
-                        self.error(format!("block the out policies of {}: {m}", b.ike_sa));
-                    }
+                    let id = xfrm::SaId::esp(dst, xfrm::Spi(spi_out));
+                    let last =
+                        match xfrm::cap_outbound(self.dataplane.as_mut(), &id, lease_end, margin) {
+                            Ok(last) => last,
+                            Err(e) => {
+                                // Unknown counters: claim the whole 32-bit space as used so
+                                // the target can never reuse a number (it rekeys instead).
+                                self.error(format!("cap the outbound SA {spi_out:08x}: {e}"));
+                                u64::from(u32::MAX)
+                            }
+                        };
                     tracing::debug!(
-                        sa = %b.ike_sa,
-                        step = "out_blocked",
+                        spi = format_args!("{spi_out:08x}"),
+                        last,
+                        step = "out_capped",
                         us = t.elapsed().as_micros(),
-                        "transfer: out policies blocked"
+                        "transfer: outbound SA capped"
                     );
+                    let st = ReplayState {
+                        oseq: last,
+                        seq: 0,
+                        bitmap: Vec::new(),
+                    };
+                    self.node.handle_replay_state(now, spi_out, &st);
                 }
                 ClusterEffect::RemoveBlockPolicies(b) => {
                     if let Err(m) =
@@ -327,8 +346,6 @@ impl ClusterCore {
 enum Block {
     /// in, out and fwd to block.
     All,
-    /// Only out to block (a transfer's source).
-    Out,
     /// Remove the block policies.
     Remove,
 }
@@ -341,7 +358,6 @@ fn with_block(
 ) -> Result<(), String> {
     let f = match what {
         Block::All => dataplane::block,
-        Block::Out => dataplane::block_outbound,
         Block::Remove => dataplane::unblock,
     };
     f(
@@ -365,7 +381,7 @@ fn cluster_event(e: ClusterEvent) -> Event {
         ClusterEvent::TransferHandedOver { id, to } => (
             "transfer_handed_over",
             Some(id),
-            format!("to {to}: out policies blocked, exact counters sent; receiving until it acks"),
+            format!("to {to}: outbound capped, counters sent; sending and receiving until it acks"),
         ),
         ClusterEvent::TransferredOut { id, to } => (
             "transferred_out",
@@ -591,7 +607,7 @@ impl Core for ClusterCore {
         let to = NodeId::new(to).map_err(|e| e.to_string())?;
         let r = self.node.transfer(now, id, &to).map_err(|e| e.to_string());
         self.pump(now);
-        // The cutover (out policies blocked, counters read, record queued) ran in this
+        // The cutover (outbound capped, counters read, record queued) ran in this
         // call unless a lease renewal comes first.
         let took = now.elapsed().as_micros();
         for o in &mut self.out {

@@ -387,41 +387,12 @@ pub fn block(
     owned: OwnedRange,
     reqid: u32,
     mode: IpsecMode,
-    addrs: (IpAddr, IpAddr),
-    ts: (&[IpTrafficSelector], &[IpTrafficSelector]),
-) -> Result<(), String> {
-    block_dirs(dp, owned, reqid, mode, addrs, ts, false)
-}
-
-/// [`block`] for the out policies only: a cluster transfer's source stops sending (its
-/// outbound sequence number is then final) while its in and fwd policies keep
-/// delivering what the peer sends until the target has installed.
-pub fn block_outbound(
-    dp: &mut dyn Dataplane,
-    owned: OwnedRange,
-    reqid: u32,
-    mode: IpsecMode,
-    addrs: (IpAddr, IpAddr),
-    ts: (&[IpTrafficSelector], &[IpTrafficSelector]),
-) -> Result<(), String> {
-    block_dirs(dp, owned, reqid, mode, addrs, ts, true)
-}
-
-fn block_dirs(
-    dp: &mut dyn Dataplane,
-    owned: OwnedRange,
-    reqid: u32,
-    mode: IpsecMode,
     (local, remote): (IpAddr, IpAddr),
     (local_ts, remote_ts): (&[IpTrafficSelector], &[IpTrafficSelector]),
-    out_only: bool,
 ) -> Result<(), String> {
     let reqid = kernel_reqid(owned, reqid);
     let sels = selectors(local_ts, remote_ts);
     for mut p in policies(&sels, mode, reqid, local, remote) {
-        if out_only && p.dir != Direction::Out {
-            continue;
-        }
         p.action = PolicyAction::Block;
         p.templates.clear();
         // Upsert (XFRM_MSG_UPDPOLICY inserts or replaces).
@@ -546,44 +517,5 @@ mod tests {
                 })
             );
         }
-    }
-
-    /// A transfer's source blocks only its out policy (it stops sending) and keeps its
-    /// in and fwd policies (it still delivers until the target has installed); `block`
-    /// then switches those too. The SAs stay until they are deleted.
-    #[test]
-    fn block_outbound_leaves_in_and_fwd() {
-        let owned = OwnedRange::default();
-        let mut dp = xfrm::MemoryDataplane::new(owned, 1);
-        let ci = child(0x1010, 0x1020, None);
-        install(&mut dp, owned, &ci).unwrap();
-        let ids = (ci.inbound.dst, ci.outbound.dst);
-        let ts = (&ci.local_ts[..], &ci.remote_ts[..]);
-        let actions = |dp: &mut xfrm::MemoryDataplane| {
-            let mut v: Vec<(String, PolicyAction)> = dp
-                .list_policies()
-                .unwrap()
-                .into_iter()
-                .map(|p| (format!("{:?}", p.dir), p.action))
-                .collect();
-            v.sort_by(|a, b| a.0.cmp(&b.0));
-            v
-        };
-        block_outbound(&mut dp, owned, ci.reqid, ci.mode, ids, ts).unwrap();
-        assert_eq!(
-            actions(&mut dp),
-            vec![
-                ("Fwd".to_owned(), PolicyAction::Allow),
-                ("In".to_owned(), PolicyAction::Allow),
-                ("Out".to_owned(), PolicyAction::Block),
-            ]
-        );
-        assert_eq!(spis(&mut dp), vec![0x1010, 0x1020]);
-        block(&mut dp, owned, ci.reqid, ci.mode, ids, ts).unwrap();
-        assert!(
-            actions(&mut dp)
-                .iter()
-                .all(|(_, a)| *a == PolicyAction::Block)
-        );
     }
 }
