@@ -445,6 +445,14 @@ fn replay_state() {
     assert_eq!(dp.get_replay_state(&s.id).unwrap().oseq, 5_000);
     let l = dp.get_sa(&s.id).unwrap().spec.lifetime;
     assert_eq!((l.hard_packets, l.soft_packets), (Some(1_000), Some(750)));
+    // A transfer's cap: at most 40 more packets (nothing sent yet: hard limit 40), the
+    // last usable number handed back, no soft expiry on its way out.
+    assert_eq!(
+        xfrm::cap_outbound(&mut dp, &s.id, 6_000, 40).unwrap(),
+        5_040
+    );
+    let l = dp.get_sa(&s.id).unwrap().spec.lifetime;
+    assert_eq!((l.hard_packets, l.soft_packets), (Some(40), None));
 }
 
 fn wait_for(
