@@ -430,9 +430,9 @@ fn transfer_effects_are_ordered() {
     }
 }
 
-/// A lease with little left is renewed (with the quorum) before the out policy is
-/// blocked, not while traffic waits: the renewal's kernel update comes before the
-/// out-only block, and the target continues in the renewed lease.
+/// A lease with little left is renewed (with the quorum) before the cutover: the
+/// renewal's kernel update comes before the cap, and the target continues in the
+/// renewed lease.
 #[test]
 fn short_lease_is_renewed_before_the_cutover() {
     const CHUNK: u64 = 4_096;

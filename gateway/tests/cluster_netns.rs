@@ -550,17 +550,10 @@ fn gateway_liveness_checks_then_owner_killed_aes_gcm() {
 /// A thread removes the rule as soon as it has dropped one; its result says whether
 /// that happened.
 fn drop_first_sync_response(ns: &interop::Netns) -> std::thread::JoinHandle<bool> {
-    let rules = "table inet lossy {\n chain out {\n  type filter hook output priority 0; policy accept;\n  udp dport 4500 @th,64,32 0 @th,240,8 37 @th,248,8 & 0x20 == 0x20 @th,256,32 0 counter drop\n }\n}\n";
-    let mut child = ns
-        .command("nft")
-        .args(["-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("nft");
-    std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), rules.as_bytes())
-        .expect("write rules");
-    drop(child.stdin.take());
-    assert!(child.wait().expect("nft").success(), "nft -f failed");
+    nft_apply(
+        ns,
+        "table inet lossy {\n chain out {\n  type filter hook output priority 0; policy accept;\n  udp dport 4500 @th,64,32 0 @th,240,8 37 @th,248,8 & 0x20 == 0x20 @th,256,32 0 counter drop\n }\n}\n",
+    );
     let name = ns.name().to_owned();
     std::thread::spawn(move || {
         let nft = |args: &[&str]| {
@@ -663,17 +656,22 @@ fn cluster_link(c: &Cluster, up: bool) {
         let rules = format!(
             "table inet cut {{\n chain in {{\n  type filter hook input priority -10; policy accept;\n  ip saddr {other} meta l4proto {{ tcp, udp }} th dport {port} drop\n  ip saddr {other} meta l4proto {{ tcp, udp }} th sport {port} drop\n }}\n chain out {{\n  type filter hook output priority -10; policy accept;\n  ip daddr {other} meta l4proto {{ tcp, udp }} th dport {port} drop\n  ip daddr {other} meta l4proto {{ tcp, udp }} th sport {port} drop\n }}\n}}\n"
         );
-        let mut child = ns
-            .command("nft")
-            .args(["-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .expect("nft");
-        std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), rules.as_bytes())
-            .expect("write rules");
-        drop(child.stdin.take());
-        assert!(child.wait().expect("nft").success(), "nft -f failed");
+        nft_apply(ns, &rules);
     }
+}
+
+/// Loads an nftables ruleset (`nft -f -`) in namespace `ns`.
+fn nft_apply(ns: &interop::Netns, rules: &str) {
+    let mut child = ns
+        .command("nft")
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("nft");
+    std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), rules.as_bytes())
+        .expect("write rules");
+    drop(child.stdin.take());
+    assert!(child.wait().expect("nft").success(), "nft -f failed");
 }
 
 /// A split brain, then the partition heals. The cluster link between the two nodes is

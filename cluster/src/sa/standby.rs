@@ -7,8 +7,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use ike::endpoint::ChildDelete;
 use ike::policy::pool::PoolFilter;
-use ike::sa::{IkeSa, IkeSaId};
+use ike::sa::{ChildSa, IkeSa, IkeSaId};
 use ike::wire::IpTrafficSelector;
 
 use super::node::ClusterNode;
@@ -33,6 +34,34 @@ pub(super) fn policy_key(local: &[IpTrafficSelector], remote: &[IpTrafficSelecto
 
 fn same_policy(a: &BlockPolicies, b: &BlockPolicies) -> bool {
     a.reqid == b.reqid && a.local_ts == b.local_ts && a.remote_ts == b.remote_ts
+}
+
+/// The block policies and the delete (policies kept: they go to block) of Child SA `c`
+/// of IKE SA `sa`: what a node that hands a Child SA over, or loses it, switches and
+/// removes.
+pub(super) fn block_and_delete(sa: &IkeSa, c: &ChildSa) -> (BlockPolicies, ChildDelete) {
+    let id = sa.id();
+    let bp = BlockPolicies {
+        ike_sa: id,
+        reqid: c.reqid,
+        mode: c.mode,
+        local_addr: sa.local_addr.ip(),
+        remote_addr: sa.remote_addr.ip(),
+        local_ts: c.local_ts.clone(),
+        remote_ts: c.remote_ts.clone(),
+    };
+    let del = ChildDelete {
+        ike_sa: id,
+        reqid: c.reqid,
+        spi_in: c.spi_in,
+        spi_out: c.spi_out,
+        local_addr: sa.local_addr.ip(),
+        remote_addr: sa.remote_addr.ip(),
+        keep_policies: true,
+        local_ts: c.local_ts.clone(),
+        remote_ts: c.remote_ts.clone(),
+    };
+    (bp, del)
 }
 
 impl ClusterNode {

@@ -4,13 +4,13 @@
 use std::time::{Duration, Instant};
 
 use heartbeat::NodeId;
-use ike::endpoint::{ChildDelete, Effect};
+use ike::endpoint::Effect;
 use ike::sa::IkeSaId;
 use xfrm::ReplayState;
 
 use super::node::{ClusterNode, InstallOverride};
 use super::record::{self, ChildRecord, SaRecord};
-use super::{BlockPolicies, ClusterEffect, ClusterEvent};
+use super::{ClusterEffect, ClusterEvent};
 
 /// RFC 6311 §5.2: a rekey SHOULD follow an outbound sequence jump this large.
 const REKEY_JUMP: u64 = 1 << 30;
@@ -306,33 +306,13 @@ impl ClusterNode {
             for c in &sa.children {
                 // Ours no longer: the block policy is tracked like a standby's.
                 self.drop_owned_child(c.spi_in);
-                let bp = BlockPolicies {
-                    ike_sa: id,
-                    reqid: c.reqid,
-                    mode: c.mode,
-                    local_addr: sa.local_addr.ip(),
-                    remote_addr: sa.remote_addr.ip(),
-                    local_ts: c.local_ts.clone(),
-                    remote_ts: c.remote_ts.clone(),
-                };
+                let (bp, del) = super::standby::block_and_delete(&sa, c);
                 // Always asked: the policy is ours (IPsec) until now.
                 self.register_block(&bp);
                 self.effects
                     .push_back(ClusterEffect::BlockPolicies(Box::new(bp)));
                 self.effects
-                    .push_back(ClusterEffect::Ike(Effect::DeleteChild(Box::new(
-                        ChildDelete {
-                            ike_sa: id,
-                            reqid: c.reqid,
-                            spi_in: c.spi_in,
-                            spi_out: c.spi_out,
-                            local_addr: sa.local_addr.ip(),
-                            remote_addr: sa.remote_addr.ip(),
-                            keep_policies: true,
-                            local_ts: c.local_ts.clone(),
-                            remote_ts: c.remote_ts.clone(),
-                        },
-                    ))));
+                    .push_back(ClusterEffect::Ike(Effect::DeleteChild(Box::new(del))));
             }
         }
         let _ = self.endpoint.release(id, now);

@@ -143,15 +143,7 @@ impl ClusterNode {
         let mut children = Vec::with_capacity(sa.children.len());
         let mut waiting = Vec::with_capacity(2 * sa.children.len());
         for c in &sa.children {
-            let bp = BlockPolicies {
-                ike_sa: id,
-                reqid: c.reqid,
-                mode: c.mode,
-                local_addr: sa.local_addr.ip(),
-                remote_addr: sa.remote_addr.ip(),
-                local_ts: c.local_ts.clone(),
-                remote_ts: c.remote_ts.clone(),
-            };
+            let (bp, del) = super::standby::block_and_delete(&sa, c);
             // Tracked like a standby's from now on (the SA will be another node's); the
             // policies go to block once the target acked.
             self.register_block(&bp);
@@ -169,20 +161,7 @@ impl ClusterNode {
                 spi: c.spi_in,
                 dst: sa.local_addr.ip(),
             });
-            children.push((
-                bp,
-                ChildDelete {
-                    ike_sa: id,
-                    reqid: c.reqid,
-                    spi_in: c.spi_in,
-                    spi_out: c.spi_out,
-                    local_addr: sa.local_addr.ip(),
-                    remote_addr: sa.remote_addr.ip(),
-                    keep_policies: true,
-                    local_ts: c.local_ts.clone(),
-                    remote_ts: c.remote_ts.clone(),
-                },
-            ));
+            children.push((bp, del));
         }
         if let Some(t) = self.transfers.get_mut(&spi) {
             t.phase = Phase::Reading;
