@@ -6,9 +6,11 @@
 # boot): two gateways behind a shared VIP (bridge + multicast MAC), a strongSwan client
 # (kernel-netlink), a server, a numbered UDP stream each way with receive times.
 #   - KILLS times: the owner's machine dies (SIGKILL of batond, then its links down and its
-#     XFRM state flushed), the survivor takes over; interruption = kill to the first
-#     datagram through the new owner, the later of both directions. The dead node then
-#     comes back (empty kernel state, fresh batond) and rejoins before the next kill.
+#     XFRM state flushed), the survivor takes over; interruption = the longest silence
+#     around the kill (last datagram through the old owner to the first through the new
+#     one), the worse direction; also kill to the first datagram after that silence, the
+#     later direction. The dead node then comes back (empty kernel state, fresh batond)
+#     and rejoins before the next kill.
 #   - TRANSFERS times: `ikectl transfer <sa> --to <other>`; interruption = the longest
 #     gap in either direction around it; datagrams lost.
 #   - tunnels renegotiated = IKE_SA_INIT requests on the wire after the first;
