@@ -8,6 +8,7 @@ pub mod control_server;
 pub mod core;
 pub mod dataplane;
 pub mod endpoint_core;
+mod heartbeat_thread;
 pub mod udp;
 
 use std::net::SocketAddr;
@@ -20,10 +21,11 @@ use tokio::task::JoinHandle;
 
 use cluster::channel::{Channel, ChannelConfig, ChannelEvent};
 use cluster::{ClusterKey, NodeId};
-use heartbeat::driver::{Heartbeat, boot_incarnation};
+use heartbeat::driver::boot_incarnation;
 use heartbeat::{Detector, DetectorConfig, MembershipEvent};
 
 use self::core::{ClusterInput, Core, Event, Output};
+use self::heartbeat_thread::HeartbeatThread;
 use self::udp::{Bound, Datagram};
 use crate::config::{ConfigError, DataplaneKind, GatewayConfig};
 use crate::control::{IkeSaView, Request, Response, StatusView};
@@ -88,7 +90,7 @@ pub fn default_core(
 /// The cluster's I/O: the heartbeat task and the replication channel.
 struct ClusterIo {
     channel: Channel,
-    heartbeat: Heartbeat,
+    heartbeat: HeartbeatThread,
     interval: std::time::Duration,
 }
 
@@ -114,14 +116,16 @@ async fn start_cluster(
         let n = NodeId::new(name).map_err(|e| DaemonError::Cluster(e.to_string()))?;
         peers.insert(n, *addr);
     }
-    let sock = tokio::net::UdpSocket::bind(c.listen)
-        .await
+    let sock = std::net::UdpSocket::bind(c.listen)
         .map_err(io_err("bind the heartbeat socket", c.listen))?;
     let mut dcfg = DetectorConfig::new(me.clone(), peers.keys().cloned().collect());
     dcfg.interval = c.heartbeat_interval;
     dcfg.multiplier = u8::try_from(c.heartbeat_multiplier).unwrap_or(u8::MAX);
     let det = Detector::new(dcfg, &key, incarnation, Instant::now());
-    let (heartbeat, membership) = Heartbeat::spawn(sock, det, peers.clone())
+    // Its own thread: a slow kernel call in the core must not silence it (see
+    // heartbeat_thread).
+    let (heartbeat, membership) = HeartbeatThread::spawn(sock, det, peers.clone())
+        .await
         .map_err(io_err("start the heartbeat on", c.listen))?;
     let ccfg = ChannelConfig::new(me, c.listen, peers, key, incarnation);
     let (channel, chan_rx) = Channel::start(ccfg)
