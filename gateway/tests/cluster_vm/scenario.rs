@@ -507,12 +507,18 @@ impl Cluster {
             .map_err(|e| self.fail(&format!("after the transfer: {e}")))?;
         let (up, down) = self.streams().records();
         let end = now_us();
+        // Control: the same measurement over a window as long, just before the command
+        // (no event in it): the emulated guest's own jitter.
+        let q_end = t0.saturating_sub(50_000);
+        let q_event = q_end.saturating_sub(end - t0);
+        let quiet = |rx: &[Rx]| outage(rx, q_event, q_end).map_or(0.0, |o| o.gap_ms);
         Ok(Transfer {
             from,
             to,
             done_ms: (t1 - t0) as f64 / 1000.0,
             up: outage(&up, t0, end).ok_or("no datagrams client -> server")?,
             down: outage(&down, t0, end).ok_or("no datagrams server -> client")?,
+            quiet_gap_ms: quiet(&up).max(quiet(&down)),
         })
     }
 
@@ -557,6 +563,9 @@ struct Transfer {
     done_ms: f64,
     up: super::traffic::Outage,
     down: super::traffic::Outage,
+    /// The longest gap, the worse direction, in a window as long right before the
+    /// command (no event in it): the guest's own jitter, for comparison.
+    quiet_gap_ms: f64,
 }
 
 /// The verdicts of the three cluster checks.
@@ -743,14 +752,15 @@ pub(crate) fn bench_main() {
             }
         };
         println!(
-            "CLUSTER-BENCH-TRANSFER {k} {}->{} gap_ms up={:.1} down={:.1} lost up={} down={} done_ms={:.0}",
+            "CLUSTER-BENCH-TRANSFER {k} {}->{} gap_ms up={:.1} down={:.1} lost up={} down={} done_ms={:.0} quiet_gap_ms={:.1}",
             c.rig.nodes[t.from].name,
             c.rig.nodes[t.to].name,
             t.up.gap_ms,
             t.down.gap_ms,
             t.up.lost,
             t.down.lost,
-            t.done_ms
+            t.done_ms,
+            t.quiet_gap_ms
         );
         tr.push(t);
     }
@@ -762,6 +772,8 @@ pub(crate) fn bench_main() {
     let (kmed, kmax) = super::traffic::median_max(&fk);
     let ti: Vec<f64> = tr.iter().map(|t| t.up.gap_ms.max(t.down.gap_ms)).collect();
     let (tmed, tmax) = super::traffic::median_max(&ti);
+    let tq: Vec<f64> = tr.iter().map(|t| t.quiet_gap_ms).collect();
+    let (qmed, qmax) = super::traffic::median_max(&tq);
     let lost: u64 = tr.iter().map(|t| t.up.lost + t.down.lost).sum();
     let fo_lost: u64 = fo.iter().map(|f| f.up.lost + f.down.lost).sum();
     println!(
@@ -769,7 +781,7 @@ pub(crate) fn bench_main() {
         fo.len()
     );
     println!(
-        "CLUSTER-BENCH transfer transfers={} of {transfers} interruption_ms median={tmed:.1} worst={tmax:.1} (longest gap, the worse direction, {PPS}/s each way) datagrams_lost={lost}",
+        "CLUSTER-BENCH transfer transfers={} of {transfers} interruption_ms median={tmed:.1} worst={tmax:.1} (longest gap, the worse direction, {PPS}/s each way) datagrams_lost={lost}; the same over an equal window just before each command (no event): median={qmed:.1} worst={qmax:.1}",
         tr.len()
     );
     println!(
