@@ -95,6 +95,19 @@ impl ClusterNode {
         let _ = self
             .log
             .publish(record::was_key(spi, &self.cfg.node), rec.encode());
+        self.was_spis.insert(spi);
+    }
+
+    /// A `was/` record of IKE SA `spi` went: it stays listed while any node's remains.
+    pub(super) fn forget_was(&mut self, spi: u64) {
+        let any = self
+            .cfg
+            .nodes
+            .iter()
+            .any(|n| self.log.get(&record::was_key(spi, n)).is_some());
+        if !any {
+            self.was_spis.remove(&spi);
+        }
     }
 
     /// A `was/` record: the owner merges it, then deletes it.
@@ -109,11 +122,15 @@ impl ClusterNode {
             self.merge_facts(now, spi, &rec);
         }
         self.log.delete(key.clone());
+        self.forget_was(spi);
     }
 
     /// A Child or IKE SA just became ours (takeover, transfer): facts any node left for
     /// its owner (`was/` records, ours included) are merged now.
     pub(super) fn merge_left_facts(&mut self, now: Instant, spi: u64) {
+        if !self.was_spis.remove(&spi) {
+            return;
+        }
         for n in self.cfg.nodes.clone() {
             let key = record::was_key(spi, &n);
             if let Some(rec) = self.log.get(&key).and_then(SaRecord::decode) {

@@ -89,6 +89,9 @@ pub struct ClusterNode {
     pub(super) kid_ike: HashMap<u32, u64>,
     /// Inbound SPIs of Child SAs with a lease renewal waiting for its quorum.
     pub(super) renewing: HashSet<u32>,
+    /// IKE SAs (our SPI) with a `was/` record in the log (see `heal.rs`): a takeover
+    /// looks for them only then (the log is a large ordered map).
+    pub(super) was_spis: HashSet<u64>,
     /// Inbound SPIs of Child SAs whose outbound SA a transfer capped (its data-plane
     /// limit must not be raised again: the target starts above the cap).
     pub(super) capped: HashSet<u32>,
@@ -175,6 +178,7 @@ impl ClusterNode {
             kid_ike: HashMap::new(),
             renewing: HashSet::new(),
             capped: HashSet::new(),
+            was_spis: HashSet::new(),
             skip_publish: None,
             touched_extra: Vec::new(),
             pinned: HashSet::new(),
@@ -888,8 +892,11 @@ impl ClusterNode {
             }
             return;
         }
-        if record::was_key_spi(key).is_some() {
-            if !deleted {
+        if let Some(spi) = record::was_key_spi(key) {
+            if deleted {
+                self.forget_was(spi);
+            } else {
+                self.was_spis.insert(spi);
                 self.was_changed(now, key);
             }
             return;
@@ -913,10 +920,12 @@ impl ClusterNode {
         if deleted {
             self.index.remove(&spi);
             // Facts left for its owner are moot now.
-            for n in self.cfg.nodes.clone() {
-                let k = record::was_key(spi, &n);
-                if self.log.get(&k).is_some() {
-                    self.log.delete(k);
+            if self.was_spis.remove(&spi) {
+                for n in self.cfg.nodes.clone() {
+                    let k = record::was_key(spi, &n);
+                    if self.log.get(&k).is_some() {
+                        self.log.delete(k);
+                    }
                 }
             }
             if !self.owned.contains(&spi) {
