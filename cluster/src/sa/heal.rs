@@ -20,18 +20,23 @@ use super::record::{self, ChildRecord, ExactCounters, SaRecord};
 use crate::replog::RecordKey;
 
 impl ClusterNode {
+    /// This node's position in the configured node list: its slot in every round of
+    /// sequence leases and of RFC 6311 M1 values.
+    pub(super) fn slot_index(&self) -> u32 {
+        self.cfg
+            .nodes
+            .iter()
+            .position(|x| *x == self.cfg.node)
+            .and_then(|k| u32::try_from(k).ok())
+            .unwrap_or(0)
+    }
+
     /// The range of one chunk in this node's slot of the first round above `l_max`
     /// (see docs/architecture.md, "No (SPI, sequence number) pair is ever used twice"):
     /// `(start, end)`, with `end < start` when no such range fits under `max_seq`.
     pub(super) fn slot_above(&self, l_max: u64, max_seq: u64) -> (u64, u64) {
         let n = u64::try_from(self.cfg.nodes.len().max(1)).unwrap_or(1);
-        let k = self
-            .cfg
-            .nodes
-            .iter()
-            .position(|x| *x == self.cfg.node)
-            .and_then(|p| u64::try_from(p).ok())
-            .unwrap_or(0);
+        let k = u64::from(self.slot_index());
         let chunk = self.cfg.lease_chunk.max(1);
         let round = n.saturating_mul(chunk);
         let r = l_max / round + 1;

@@ -239,13 +239,7 @@ impl ClusterNode {
         // over in a split brain (from the same replicated state) never send the same M1
         // (RFC 6311 §5.1: above anything ever used); the peer drops the lower one.
         let step = m.peer_window.max(1).saturating_add(self.cfg.mid_margin);
-        let slot = self
-            .cfg
-            .nodes
-            .iter()
-            .position(|x| *x == self.cfg.node)
-            .and_then(|k| u32::try_from(k).ok())
-            .unwrap_or(0);
+        let slot = self.slot_index();
         let m1 = base
             .saturating_add(step)
             .saturating_add(step.saturating_mul(slot));
