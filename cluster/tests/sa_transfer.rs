@@ -548,3 +548,50 @@ fn transfer_waits_for_a_lease_renewal_only_so_long() {
     c.traffic(1_000);
     c.check();
 }
+
+/// A lease renewal the quorum grants after the cutover (the exact read found little
+/// left) is the target's: it must not raise the source's cap. Between the grant and the
+/// target's install, the source sends as much as it can; the target then starts above
+/// the cap, and no (SPI, sequence number) pair is used twice.
+#[test]
+fn a_renewal_granted_after_the_cutover_does_not_raise_the_cap() {
+    const CHUNK: u64 = 4_096;
+    let mut c = Cluster::new(2, |cfg| cfg.lease_chunk = CHUNK);
+    let p = c.add_peer();
+    c.traffic(100);
+    let src = c.owners_of_peer(p)[0];
+    let dst = 1 - src;
+    let gw = c.gw_id(p);
+    let (_, sa_out) = child_sas(&c, p);
+    let spi_in = c.members[src].node.endpoint().ike_sa(gw).unwrap().children[0].spi_in;
+    // Sent but not yet checkpointed (no run): the transfer starts without a renewal,
+    // and the exact read at the cutover finds less than a quarter lease left.
+    c.send_traffic(2_900);
+    let to = c.members[dst].name.clone();
+    let now = c.now;
+    c.members[src].node.transfer(now, gw, &to).unwrap();
+    c.step(src); // cap, read, renewal asked of the quorum
+    c.step(dst); // the target acks the renewal
+    c.step(src); // granted; handed over
+    assert_eq!(
+        c.members[src].node.granted_lease_end(spi_in),
+        None,
+        "handed over"
+    );
+    let cap = 3_000 + CHUNK / 16;
+    c.send_traffic(2_000);
+    assert_eq!(
+        c.wire.sent_count(&sa_out),
+        cap,
+        "the source went past its cap"
+    );
+    c.run();
+    assert_eq!(c.owners_of_peer(p), vec![dst]);
+    assert_eq!(
+        c.members[dst].node.granted_lease_end(spi_in),
+        Some(2 * CHUNK)
+    );
+    c.send_traffic(100);
+    assert!(c.wire.reused().is_empty(), "reused: {:?}", c.wire.reused());
+    c.check();
+}

@@ -59,7 +59,11 @@ impl ClusterNode {
             }
             return;
         }
-        if let (Some(spi), Some(rec)) = (record::ike_key_spi(key), SaRecord::decode(value)) {
+        // An older write of our own carries nothing we do not hold (and reading an IKE
+        // SA record is not free: resyncs bring such copies).
+        if let (Some(spi), Some(rec)) = (record::ike_key_spi(key), SaRecord::decode(value))
+            && rec.owner != self.cfg.node
+        {
             self.merge_facts(now, spi, &rec);
         }
     }
@@ -117,17 +121,12 @@ impl ClusterNode {
 
     /// A `was/` record: the owner merges it, then deletes it.
     pub(super) fn was_changed(&mut self, now: Instant, key: &RecordKey) {
-        let Some(spi) = record::was_key_spi(key) else {
-            return;
-        };
-        if !self.owned.contains(&spi) {
-            return;
+        if let Some(spi) = record::was_key_spi(key)
+            && self.owned.contains(&spi)
+        {
+            self.merge_was(now, spi, key.clone());
+            self.forget_was(spi);
         }
-        if let Some(rec) = self.log.get(key).and_then(SaRecord::decode) {
-            self.merge_facts(now, spi, &rec);
-        }
-        self.log.delete(key.clone());
-        self.forget_was(spi);
     }
 
     /// A Child or IKE SA just became ours (takeover, transfer): facts any node left for
@@ -136,12 +135,23 @@ impl ClusterNode {
         if !self.was_spis.remove(&spi) {
             return;
         }
-        for n in self.cfg.nodes.clone() {
-            let key = record::was_key(spi, &n);
-            if let Some(rec) = self.log.get(&key).and_then(SaRecord::decode) {
-                self.merge_facts(now, spi, &rec);
-                self.log.delete(key);
-            }
+        let keys: Vec<RecordKey> = self
+            .cfg
+            .nodes
+            .iter()
+            .map(|n| record::was_key(spi, n))
+            .collect();
+        for key in keys {
+            self.merge_was(now, spi, key);
+        }
+    }
+
+    /// Merges the `was/` record under `key` (if present) into IKE SA `spi`, then
+    /// deletes it.
+    fn merge_was(&mut self, now: Instant, spi: u64, key: RecordKey) {
+        if let Some(rec) = self.log.get(&key).and_then(SaRecord::decode) {
+            self.merge_facts(now, spi, &rec);
+            self.log.delete(key);
         }
     }
 
@@ -199,7 +209,7 @@ impl ClusterNode {
         let Some(c) = self.children.get(&spi_in) else {
             return;
         };
-        if seen <= c.rec.lease_end || self.capped.contains(&spi_in) {
+        if seen <= c.rec.lease_end || self.is_capped(spi_in) {
             return;
         }
         let max_seq = if c.esn { u64::MAX } else { u64::from(u32::MAX) };

@@ -252,8 +252,8 @@ pub enum ClusterEvent {
         /// Which.
         id: IkeSaId,
     },
-    /// A transfer out handed IKE SA `id` over: our out policies are blocked, the exact
-    /// counters are read and the record naming `to` is published; our inbound SAs
+    /// A transfer out handed IKE SA `id` over: our outbound SAs are capped, the counters
+    /// are read and the record naming `to` is published; we send (up to the caps) and
     /// deliver until `to` acks it ([`ClusterEvent::TransferredOut`]).
     TransferHandedOver {
         /// Which.

@@ -92,9 +92,6 @@ pub struct ClusterNode {
     /// IKE SAs (our SPI) with a `was/` record in the log (see `heal.rs`): a takeover
     /// looks for them only then (the log is a large ordered map).
     pub(super) was_spis: HashSet<u64>,
-    /// Inbound SPIs of Child SAs whose outbound SA a transfer capped (its data-plane
-    /// limit must not be raised again: the target starts above the cap).
-    pub(super) capped: HashSet<u32>,
     /// Block policies requested for Child SAs of other owners, by IKE SA; how many of
     /// them name each policy (selectors); how many owned Child SAs use each policy.
     pub(super) blocked: HashMap<u64, Vec<super::BlockPolicies>>,
@@ -177,7 +174,6 @@ impl ClusterNode {
             record_kids: HashMap::new(),
             kid_ike: HashMap::new(),
             renewing: HashSet::new(),
-            capped: HashSet::new(),
             was_spis: HashSet::new(),
             skip_publish: None,
             touched_extra: Vec::new(),
@@ -764,7 +760,6 @@ impl ClusterNode {
     /// Removes an owned Child SA from our tables (deleted, or handed to another node).
     pub(super) fn drop_owned_child(&mut self, spi_in: u32) -> Option<OwnedChild> {
         let c = self.children.remove(&spi_in)?;
-        self.capped.remove(&spi_in);
         self.by_spi_out.remove(&c.rec.spi_out);
         self.unref_owned_policy(c.policy);
         Some(c)
@@ -846,13 +841,14 @@ impl ClusterNode {
         }
         for (spi_in, end) in granted {
             self.renewing.remove(&spi_in);
+            // On its way to another node: the renewed end is the target's; our SA stays
+            // at its transfer cap.
+            let capped = self.is_capped(spi_in);
             if let Some(c) = self.children.get_mut(&spi_in) {
                 c.renewing = None;
                 c.granted_end = end;
                 self.counters.lease_renewals += 1;
-                if self.capped.contains(&spi_in) {
-                    // On its way to another node: the renewed end is the target's; our
-                    // SA stays at its transfer cap.
+                if capped {
                     continue;
                 }
                 self.effects.push_back(ClusterEffect::UpdateOutboundLease {
@@ -921,8 +917,13 @@ impl ClusterNode {
             self.index.remove(&spi);
             // Facts left for its owner are moot now.
             if self.was_spis.remove(&spi) {
-                for n in self.cfg.nodes.clone() {
-                    let k = record::was_key(spi, &n);
+                let keys: Vec<_> = self
+                    .cfg
+                    .nodes
+                    .iter()
+                    .map(|n| record::was_key(spi, n))
+                    .collect();
+                for k in keys {
                     if self.log.get(&k).is_some() {
                         self.log.delete(k);
                     }

@@ -36,12 +36,9 @@ fn same_policy(a: &BlockPolicies, b: &BlockPolicies) -> bool {
     a.reqid == b.reqid && a.local_ts == b.local_ts && a.remote_ts == b.remote_ts
 }
 
-/// The block policies and the delete (policies kept: they go to block) of Child SA `c`
-/// of IKE SA `sa`: what a node that hands a Child SA over, or loses it, switches and
-/// removes.
-pub(super) fn block_and_delete(sa: &IkeSa, c: &ChildSa) -> (BlockPolicies, ChildDelete) {
-    let id = sa.id();
-    let bp = BlockPolicies {
+/// The block policies of Child SA `c` of IKE SA `sa` (our SPI `id`).
+fn block_policies(id: IkeSaId, sa: &IkeSa, c: &ChildSa) -> BlockPolicies {
+    BlockPolicies {
         ike_sa: id,
         reqid: c.reqid,
         mode: c.mode,
@@ -49,7 +46,15 @@ pub(super) fn block_and_delete(sa: &IkeSa, c: &ChildSa) -> (BlockPolicies, Child
         remote_addr: sa.remote_addr.ip(),
         local_ts: c.local_ts.clone(),
         remote_ts: c.remote_ts.clone(),
-    };
+    }
+}
+
+/// The block policies and the delete (policies kept: they go to block) of Child SA `c`
+/// of IKE SA `sa`: what a node that hands a Child SA over, or loses it, switches and
+/// removes.
+pub(super) fn block_and_delete(sa: &IkeSa, c: &ChildSa) -> (BlockPolicies, ChildDelete) {
+    let id = sa.id();
+    let bp = block_policies(id, sa, c);
     let del = ChildDelete {
         ike_sa: id,
         reqid: c.reqid,
@@ -97,15 +102,7 @@ impl ClusterNode {
     fn block_standby_policies(&mut self, spi: u64, sa: &IkeSa) {
         let mut now_blocked = Vec::with_capacity(sa.children.len());
         for c in &sa.children {
-            let bp = BlockPolicies {
-                ike_sa: IkeSaId(spi),
-                reqid: c.reqid,
-                mode: c.mode,
-                local_addr: sa.local_addr.ip(),
-                remote_addr: sa.remote_addr.ip(),
-                local_ts: c.local_ts.clone(),
-                remote_ts: c.remote_ts.clone(),
-            };
+            let bp = block_policies(IkeSaId(spi), sa, c);
             if self.register_block(&bp) {
                 self.effects
                     .push_back(ClusterEffect::BlockPolicies(Box::new(bp.clone())));

@@ -37,10 +37,10 @@ use crate::replog::Token;
 enum Phase {
     /// Renewing an outbound lease with little left first; nothing blocked yet.
     Renewing,
-    /// The out policies are blocked; the replay states are being read.
+    /// The outbound SAs are capped; the replay states are being read.
     Reading,
-    /// The record naming the target is published; our inbound SAs and in/fwd policies
-    /// deliver until the target acks it.
+    /// The record naming the target is published; we send (up to the caps) and deliver
+    /// until the target acks it.
     HandedOver,
 }
 
@@ -65,11 +65,12 @@ pub(super) struct Transfer {
 }
 
 impl ClusterNode {
-    /// Moves owned IKE SA `id` to live node `to` with exact counters: its out policies
-    /// go to block, the exact replay states are read (answers via
-    /// [`ClusterNode::handle_replay_state`]), the record names `to`, and once `to` acked
-    /// it (it has installed) our in/fwd policies go to block and our Child SAs are
-    /// removed. No RFC 6311 is needed: the Message IDs are exact.
+    /// Moves owned IKE SA `id` to live node `to`: its outbound SAs are capped a margin
+    /// past their sequence numbers and the inbound windows read (answers via
+    /// [`ClusterNode::handle_replay_state`]), the record names `to` with the caps and
+    /// windows, and once `to` acked it (it has installed, starting above the caps) our
+    /// policies go to block and our Child SAs are removed. No RFC 6311 is needed: the
+    /// Message IDs are exact.
     ///
     /// This is the operator's transfer: the SA stays on `to` when nodes join later
     /// (rebalancing leaves it alone); drain still moves it.
@@ -147,7 +148,6 @@ impl ClusterNode {
             // Tracked like a standby's from now on (the SA will be another node's); the
             // policies go to block once the target acked.
             self.register_block(&bp);
-            self.capped.insert(c.spi_in);
             let lease_end = self.children.get(&c.spi_in).map_or(0, |o| o.granted_end);
             waiting.push(c.spi_out);
             self.effects.push_back(ClusterEffect::CapOutbound {
@@ -168,6 +168,15 @@ impl ClusterNode {
             t.waiting = waiting;
             t.children = children;
         }
+    }
+
+    /// Whether owned Child SA `spi_in` is in a transfer past its cutover: its outbound
+    /// SA is capped, and its data-plane limit must not be raised again (the target
+    /// starts above the cap).
+    pub(super) fn is_capped(&self, spi_in: u32) -> bool {
+        self.transfers.values().any(|t| {
+            t.phase != Phase::Renewing && t.children.iter().any(|(_, d)| d.spi_in == spi_in)
+        })
     }
 
     /// Outbound packets a transfer's source may still send after its cutover, while the
@@ -317,8 +326,7 @@ impl ClusterNode {
         }
     }
 
-    /// The end of the overlap: in/fwd policies (out is blocked already) to block, then
-    /// our SAs go.
+    /// The end of the overlap: our policies go to block, then our SAs go.
     fn remove_transferred(&mut self, children: Vec<(BlockPolicies, ChildDelete)>) {
         for (bp, d) in children {
             self.effects

@@ -198,8 +198,7 @@ impl ClusterCore {
                     );
                 }
                 ClusterEffect::BlockPolicies(b) => {
-                    if let Err(m) = with_block(self.dataplane.as_mut(), self.owned, &b, Block::All)
-                    {
+                    if let Err(m) = with_block(self.dataplane.as_mut(), self.owned, &b, true) {
                         self.error(format!("block policies of {}: {m}", b.ike_sa));
                     }
                 }
@@ -236,9 +235,7 @@ impl ClusterCore {
                     self.node.handle_replay_state(now, spi_out, &st);
                 }
                 ClusterEffect::RemoveBlockPolicies(b) => {
-                    if let Err(m) =
-                        with_block(self.dataplane.as_mut(), self.owned, &b, Block::Remove)
-                    {
+                    if let Err(m) = with_block(self.dataplane.as_mut(), self.owned, &b, false) {
                         self.error(format!("remove block policies of {}: {m}", b.ike_sa));
                     }
                 }
@@ -341,24 +338,16 @@ impl ClusterCore {
     }
 }
 
-/// What [`with_block`] does to a Child SA's policies.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Block {
-    /// in, out and fwd to block.
-    All,
-    /// Remove the block policies.
-    Remove,
-}
-
 fn with_block(
     dp: &mut dyn Dataplane,
     owned: OwnedRange,
     b: &BlockPolicies,
-    what: Block,
+    on: bool,
 ) -> Result<(), String> {
-    let f = match what {
-        Block::All => dataplane::block,
-        Block::Remove => dataplane::unblock,
+    let f = if on {
+        dataplane::block
+    } else {
+        dataplane::unblock
     };
     f(
         dp,
